@@ -1,0 +1,79 @@
+"""The command wrapper every step uses: click parsing plus the shared error and exit-code contract.
+
+Any failure prints exactly one line, ``error: <input>: <what is wrong>``, on stderr and exits with
+the code documented in :mod:`mlops_runtime.errors`. SIGTERM (what Kubernetes sends to stop a pod)
+unwinds the step like an error, so the objects it had published are removed again.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+import click
+
+from .errors import ComponentError, ExitCode
+from .log import configure
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+class StepCommand(click.Command):
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        log = configure(self.name or "step")
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        code: int = ExitCode.OK
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            if isinstance(result, int) and not isinstance(result, bool):
+                code = result  # click returns the exit code of --help this way
+        except click.ClickException as error:
+            click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
+            code = ExitCode.USAGE
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            code = ExitCode.USAGE
+        except ComponentError as error:
+            click.echo(f"error: {error.one_line()}", err=True)
+            code = error.exit_code
+        except Terminated as error:
+            click.echo(f"error: stopped by {error}; published outputs were removed", err=True)
+            code = 128 + signal.SIGTERM
+        except Exception as error:  # a bug: keep the traceback in the log, one line on stderr
+            log.debug("internal error", exc_info=True)
+            click.echo(f"error: internal error: {type(error).__name__}: {' '.join(str(error).split())}", err=True)
+            code = ExitCode.INTERNAL
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if standalone_mode:
+            sys.exit(int(code))
+        return int(code)
+
+
+def step(name: str, help: str | None = None) -> Callable[[Callable[..., Any]], click.Command]:
+    """Decorator for a step's entrypoint: ``@step("train")`` above the click options."""
+    return click.command(name=name, cls=StepCommand, help=help, context_settings=CONTEXT_SETTINGS)
+
+
+def output_path_option(name: str, help: str) -> Callable[[Callable[..., Any]], Any]:
+    """A ``--<name>-output-path`` option: the file KFP reads a parameter output from (optional)."""
+    return click.option(f"--{name.replace('_', '-')}-output-path", f"{name}_output_path", type=click.Path(dir_okay=False),
+                        default=None, help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
+
+
+def executor_input_option() -> Callable[[Callable[..., Any]], Any]:
+    return click.option("--executor-input", default=None, metavar="JSON",
+                        help="KFP executor input (set by KFP); used to report UI metrics.")

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Provision everything the demo and the tests need on a bare Debian 12 machine, idempotently:
+#   Docker engine 26 + buildx, a loopback registry, a loopback SeaweedFS S3 server,
+#   a Python base image built without any registry, and the Python dev environment (.venv).
+# Each step is skipped when what it provides already answers. Logs and data live in $MLOPS_STATE_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${MLOPS_STATE_DIR:-/var/tmp/mlops-components}
+REGISTRY=${MLOPS_REGISTRY:-127.0.0.1:5000}
+S3_PORT=${MLOPS_S3_PORT:-8333}
+BASE_IMAGE=${MLOPS_BASE_IMAGE:-$REGISTRY/mlops-components/python-base:3.11-bookworm}
+VENV=${MLOPS_VENV:-$ROOT/.venv}
+mkdir -p "$STATE"
+
+log() { printf '[provision] %s\n' "$*" >&2; }
+
+wait_for() {  # wait_for DESCRIPTION SECONDS COMMAND...
+  local what=$1 limit=$2; shift 2
+  for ((i = 0; i < limit; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "$what did not come up within ${limit}s"; return 1
+}
+
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+engine_is_modern() {
+  local v; v=$(docker version --format '{{.Server.Version}}' 2>/dev/null) || return 1
+  [ "${v%%.*}" -ge 23 ]
+}
+
+provision_engine() {
+  if engine_is_modern && docker buildx version >/dev/null 2>&1; then return; fi
+  command -v docker >/dev/null || apt_install docker.io
+  # Bookworm's docker.io brings containerd, runc and iptables; its BuildKit is too old for bake's
+  # named contexts, so the daemon and buildx come from trixie's packages, extracted, not installed.
+  command -v containerd >/dev/null && command -v debootstrap >/dev/null && command -v docker-registry >/dev/null \
+    || apt_install docker.io docker-registry debootstrap ca-certificates
+  if [ ! -x /opt/docker26/usr/sbin/dockerd ] || [ ! -x ~/.docker/cli-plugins/docker-buildx ]; then
+    log "fetching dockerd 26 and buildx from Debian trixie"
+    local tmp; tmp=$(mktemp -d)
+    echo "deb http://deb.debian.org/debian trixie main" >"$tmp/trixie.list"
+    mkdir -p "$tmp/lists/partial"
+    local A=(-o Dir::Etc::SourceList="$tmp/trixie.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$tmp/lists")
+    apt-get "${A[@]}" update -qq
+    (cd "$tmp" && apt-get "${A[@]}" download docker.io docker-buildx >/dev/null)
+    dpkg -x "$tmp"/docker.io_26*.deb /opt/docker26
+    dpkg -x "$tmp"/docker-buildx_*.deb "$tmp/bx"
+    mkdir -p ~/.docker/cli-plugins
+    cp "$tmp/bx/usr/libexec/docker/cli-plugins/docker-buildx" ~/.docker/cli-plugins/
+    rm -rf "$tmp"
+  fi
+  if ! engine_is_modern; then
+    if docker version >/dev/null 2>&1; then log "an older Docker engine answers; stop it first"; exit 1; fi
+    log "starting dockerd 26 (log: $STATE/dockerd.log)"
+    PATH=/opt/docker26/usr/sbin:/opt/docker26/usr/bin:$PATH setsid /opt/docker26/usr/sbin/dockerd \
+      >"$STATE/dockerd.log" 2>&1 </dev/null &
+    wait_for "dockerd" 60 docker info
+  fi
+}
+
+provision_registry() {
+  if curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then return; fi
+  command -v docker-registry >/dev/null || apt_install docker-registry
+  cat >"$STATE/registry.yml" <<YAML
+version: 0.1
+storage: {filesystem: {rootdirectory: $STATE/registry}, delete: {enabled: true}}
+http: {addr: $REGISTRY}
+YAML
+  log "starting the registry on $REGISTRY"
+  setsid docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 </dev/null &
+  wait_for "registry" 30 curl -fsS "http://$REGISTRY/v2/"
+}
+
+provision_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
+  local stamp="$VENV/.installed" want
+  want=$(cat "$ROOT/pyproject.toml" "$ROOT/components/mlops_runtime/requirements.lock" | sha256sum | cut -c1-16)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing the Python environment into $VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q --require-hashes -r "$ROOT/components/mlops_runtime/requirements.lock"
+    "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+    echo "$want" >"$stamp"
+  fi
+}
+
+provision_s3() {
+  if curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null; then return; fi
+  log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
+  mkdir -p "$STATE/s3data"
+  setsid "$VENV/bin/weed" server -dir="$STATE/s3data" -s3 -s3.port="$S3_PORT" \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=9333 -volume.port=8081 -filer.port=8888 -volume.max=100 \
+    >"$STATE/seaweedfs.log" 2>&1 </dev/null &
+  wait_for "SeaweedFS S3" 90 curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"
+}
+
+provision_base_image() {
+  # A Python 3.11 base image made from Debian packages (no registry is reachable to pull python:3.11-slim),
+  # with the host's CA bundle so pip inside image builds passes this network's TLS proxy.
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    curl -fsS "http://$REGISTRY/v2/${BASE_IMAGE#*/}" >/dev/null 2>&1 || true
+    docker push -q "$BASE_IMAGE" >/dev/null
+    return
+  fi
+  if ! docker image inspect local/debian-python:bookworm >/dev/null 2>&1; then
+    command -v debootstrap >/dev/null || apt_install debootstrap
+    log "debootstrapping a minimal bookworm with python3 (about a minute)"
+    rm -rf "$STATE/rootfs"
+    debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+      bookworm "$STATE/rootfs" http://deb.debian.org/debian >"$STATE/debootstrap.log" 2>&1
+    tar -C "$STATE/rootfs" -c . | docker import - local/debian-python:bookworm >/dev/null
+    rm -rf "$STATE/rootfs"
+  fi
+  local ctx; ctx=$(mktemp -d)
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM local/debian-python:bookworm
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt LANG=C.UTF-8
+RUN ln -sf /usr/bin/python3 /usr/local/bin/python
+CMD ["python3"]
+DOCKERFILE
+  log "building $BASE_IMAGE"
+  docker build -q -t "$BASE_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  docker push -q "$BASE_IMAGE" >/dev/null
+}
+
+main() {
+  local what=${1:-all}
+  case "$what" in
+    all) provision_engine; provision_registry; provision_venv; provision_s3; provision_base_image ;;
+    engine) provision_engine ;;
+    registry) provision_registry ;;
+    venv) provision_venv ;;
+    s3) provision_s3 ;;
+    base-image) provision_base_image ;;
+    *) echo "usage: $0 [all|engine|registry|venv|s3|base-image]" >&2; exit 2 ;;
+  esac
+}
+main "$@"
