@@ -91,14 +91,26 @@ provision_venv() {
   fi
 }
 
+s3_round_trip() {  # the gateway answers HTTP before it can store anything: wait for a real write
+  AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=probe AWS_SECRET_ACCESS_KEY=probe \
+  AWS_DEFAULT_REGION=us-east-1 "$VENV/bin/python" - <<'PY'
+import boto3
+from botocore.config import Config
+s3 = boto3.client("s3", config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10))
+if "mlops-provision" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+    s3.create_bucket(Bucket="mlops-provision")
+s3.put_object(Bucket="mlops-provision", Key="ready", Body=b"ok")
+PY
+}
+
 provision_s3() {
-  if curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null; then return; fi
+  if s3_round_trip >/dev/null 2>&1; then return; fi
   log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
   mkdir -p "$STATE/s3data"
   setsid "$VENV/bin/weed" server -dir="$STATE/s3data" -s3 -s3.port="$S3_PORT" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=9333 -volume.port=8081 -filer.port=8888 -volume.max=100 \
     >"$STATE/seaweedfs.log" 2>&1 </dev/null &
-  wait_for "SeaweedFS S3" 90 curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"
+  wait_for "SeaweedFS S3" 120 s3_round_trip
 }
 
 provision_base_image() {
