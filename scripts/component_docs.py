@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def _input(spec: dict) -> str:
     return f"`{spec['name']}` ({spec.get('type', 'String')}){default}: {_cell(spec.get('description', ''))}"
 
 
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s", " ".join(text.split()), maxsplit=1)[0]
+
+
 def table() -> str:
     rows = ["| step | what it does | inputs | outputs |", "|---|---|---|---|"]
     for name, spec in specs():
@@ -43,7 +48,7 @@ def table() -> str:
         outputs = "<br>".join(
             f"`{o['name']}` ({o.get('type', 'String')}){' — KFP UI' if o.get('type') in UI_ONLY_TYPES else ''}: "
             f"{_cell(o.get('description', ''))}" for o in spec.get("outputs", []))
-        rows.append(f"| `{name}` | {_cell(spec.get('description', '').split('.')[0])}. | {inputs} | {outputs} |")
+        rows.append(f"| `{name}` | {_cell(first_sentence(spec.get('description', '')))} | {inputs} | {outputs} |")
     return "\n".join(rows)
 
 

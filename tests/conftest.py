@@ -74,3 +74,42 @@ def run_step(name: str, *args: str, env: dict[str, str] | None = None) -> Result
 @pytest.fixture
 def step():
     return run_step
+
+
+# --- Step images: built once per session by build.py, pushed to the local registry, specs pinned ---
+REGISTRY = os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000")
+BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", f"{REGISTRY}/mlops-components/python-base:3.11-bookworm")
+BUILD_TIMEOUT_S = 1800
+
+
+class BuiltImages:
+    """What ``build.py --push --pin-dir`` produced for this session.
+
+    ``specs_dir / <step> / component.yaml`` is each step's spec pinned to its pushed digest and
+    ``images[step]`` that pinned reference (``<registry>/mlops-components/<step>:<version>@sha256:...``);
+    ``tags[step]`` are the tags it was pushed under.
+    """
+
+    def __init__(self, specs_dir: Path, images: dict[str, str], tags: dict[str, list[str]], version: str) -> None:
+        self.specs_dir = specs_dir
+        self.images = images
+        self.tags = tags
+        self.version = version
+
+    def spec(self, step: str) -> Path:
+        return self.specs_dir / step / "component.yaml"
+
+
+@pytest.fixture(scope="session")
+def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
+    import json
+    import subprocess
+
+    specs_dir = tmp_path_factory.mktemp("pinned-specs")
+    command = [sys.executable, str(REPO / "build.py"), "--registry", REGISTRY, "--base-image", BASE_IMAGE,
+               "--push", "--pin-dir", str(specs_dir), "--progress", "plain"]
+    done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"build.py failed with exit status {done.returncode} (its log is in the captured stderr)")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return BuiltImages(specs_dir, result["images"], result["tags"], result["version"])

@@ -73,3 +73,17 @@ def test_unreachable_endpoint_fails_cleanly_after_retries(monkeypatch):
             storage.read_bytes("s3://mlops-test/x", label="--data-uri")
     finally:
         storage._s3_client.cache_clear()
+
+
+def test_local_files_get_the_usual_mode(tmp_path):
+    target = tmp_path / "shared.bin"
+    storage.write_bytes(str(target), b"x")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current

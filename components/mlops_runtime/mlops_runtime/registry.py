@@ -3,31 +3,43 @@
     <root>/<model>/<version>/model.skops        the model (skops)
     <root>/<model>/<version>/model_card.json    its card (features, classes, parameters, sha256...)
     <root>/<model>/<version>/metrics.json       its evaluation metrics
+    <root>/<model>/<version>/<extra files>      e.g. reference_profile.json, when the caller has one
     <root>/<model>/<version>/entry.json         written last: the version is complete once it exists
+    <root>/<model>/sha256/<sha256>.json         which version holds the model with that sha256
     <root>/<model>/production.json              the production pointer, replaced atomically
 
 Versions are 1, 2, 3... Each is claimed with a conditional create (``If-None-Match``), so two
-concurrent registrations never share a number; registering a model whose sha256 is already in the
-registry returns that version (reruns are idempotent). The production pointer is replaced with a
-conditional write against the ETag that was read (``If-Match``): a promotion decided on a stale
-view of production is refused, not silently overwritten.
+concurrent registrations never share a number. Registering a model whose sha256 is already in the
+registry returns that version (reruns are idempotent); when two registrations of the same model
+race, the first to create its sha256 index entry wins and the other removes its copy again.
+The production pointer is replaced with a conditional write against the ETag that was read
+(``If-Match``): a promotion decided on a stale view of production is refused, not silently
+overwritten. Every promotion increments the pointer's ``generation``, so no two pointers have the
+same bytes (an S3 ETag is a content hash) and a lost update would show as a missing generation.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import storage
 from .errors import BadInputError, ModelError, StorageError
+from .log import get_logger
 from .models import CARD_FILE, MODEL_FILE
 from .outputs import json_bytes
 
 ENTRY_FILE = "entry.json"
+METRICS_FILE = "metrics.json"
 CLAIM_FILE = ".claim"
 POINTER_FILE = "production.json"
+SHA_INDEX_DIR = "sha256"
 MAX_CLAIM_TRIES = 50
+RESERVED_FILES = {MODEL_FILE, CARD_FILE, METRICS_FILE, ENTRY_FILE, CLAIM_FILE}
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -38,9 +50,12 @@ class Production:
 
 class ModelRegistry:
     def __init__(self, root: str, model_name: str) -> None:
-        if not model_name or "/" in model_name:
+        if not model_name or "/" in model_name or model_name in (".", ".."):
             raise BadInputError(f"'{model_name}' is not a valid model name", label="--model-name")
-        self.root = root.rstrip("/")
+        location = storage.parse(root)
+        # storage.list_uris spells local files as str(Path): normalise a local root ("./reg",
+        # "file:///reg", "reg/") the same way, or listed URIs would not start with self.base.
+        self.root = str(location) if isinstance(location, Path) else root.rstrip("/")
         self.model_name = model_name
         self.base = storage.join(self.root, model_name)
 
@@ -57,35 +72,61 @@ class ModelRegistry:
         return sorted(found)
 
     def entry(self, version: int) -> dict[str, Any]:
-        return json.loads(storage.read_bytes(storage.join(self.version_uri(version), ENTRY_FILE)))
+        uri = storage.join(self.version_uri(version), ENTRY_FILE)
+        try:
+            return json.loads(storage.read_bytes(uri))
+        except ValueError:
+            raise ModelError(f"{uri}: corrupted registry entry") from None
 
     def find_by_sha(self, model_sha256: str) -> int | None:
-        for version in self.versions():
-            if self.entry(version).get("model_sha256") == model_sha256:
-                return version
-        return None
+        found = storage.read_with_etag(self._sha_index_uri(model_sha256))
+        if found is None:
+            return None
+        try:
+            return int(json.loads(found[0])["version"])
+        except (ValueError, KeyError, TypeError):
+            raise ModelError(f"{self._sha_index_uri(model_sha256)}: corrupted registry index") from None
 
-    def register(self, *, model: bytes, card: bytes, metrics: bytes, entry: dict[str, Any]) -> tuple[int, bool]:
+    def _sha_index_uri(self, model_sha256: str) -> str:
+        return storage.join(self.base, SHA_INDEX_DIR, f"{model_sha256}.json")
+
+    def register(self, *, model: bytes, card: bytes, metrics: bytes, entry: dict[str, Any],
+                 extra_files: dict[str, bytes] | None = None) -> tuple[int, bool]:
         """Store a model version; returns (version, created). The entry file is written last."""
+        extra_files = extra_files or {}
+        clashing = sorted(set(extra_files) & RESERVED_FILES)
+        if clashing or any("/" in name or not name for name in extra_files):
+            raise ValueError(f"extra file names must be plain and not reserved: {sorted(extra_files)}")
         model_sha = storage.sha256_hex(model)
         existing = self.find_by_sha(model_sha)
         if existing is not None:
             return existing, False
         version = self._claim_version()
         uri = self.version_uri(version)
+        files = {MODEL_FILE: model, CARD_FILE: card, METRICS_FILE: metrics, **extra_files}
         written: list[str] = []
         try:
-            for name, data in ((MODEL_FILE, model), (CARD_FILE, card), ("metrics.json", metrics)):
+            for name, data in files.items():
                 storage.write_bytes(storage.join(uri, name), data)
                 written.append(storage.join(uri, name))
             record = {**entry, "model": self.model_name, "version": version, "model_sha256": model_sha,
-                      "model_uri": storage.join(uri, MODEL_FILE), "registered_at": _now()}
+                      "model_uri": storage.join(uri, MODEL_FILE), "files": sorted(files),
+                      "registered_at": _now()}
             storage.write_bytes(storage.join(uri, ENTRY_FILE), json_bytes(record))
+            written.append(storage.join(uri, ENTRY_FILE))
+            claimed = storage.write_bytes(self._sha_index_uri(model_sha), json_bytes({"version": version}),
+                                          if_absent=True)
         except BaseException:
-            for item in written:
-                storage.delete(item)
+            _remove(reversed(written))
             raise
-        return version, True
+        if claimed:
+            return version, True
+        # A concurrent registration of the same model indexed its version first: keep that one.
+        _remove(reversed(written))
+        winner = self.find_by_sha(model_sha)
+        if winner is None:
+            raise StorageError(f"{self._sha_index_uri(model_sha)}: the registry index vanished while registering")
+        return winner, False
 
     def _claim_version(self) -> int:
         existing = self.versions()
@@ -103,9 +144,11 @@ class ModelRegistry:
             return Production(None, None)
         data, etag = found
         try:
-            return Production(json.loads(data), etag)
-        except ValueError:
+            pointer = json.loads(data)
+            int(pointer["version"]), pointer["model_sha256"]
+        except (ValueError, KeyError, TypeError):
             raise ModelError(f"{storage.join(self.base, POINTER_FILE)}: corrupted production pointer") from None
+        return Production(pointer, etag)
 
     def promote(self, version: int, *, reason: str, expected: Production) -> bool:
         """Point production at ``version`` if production is still what ``expected`` saw.
@@ -114,10 +157,11 @@ class ModelRegistry:
         """
         entry = self.entry(version)
         previous = expected.pointer["version"] if expected.pointer else None
+        generation = int(expected.pointer.get("generation", 0)) + 1 if expected.pointer else 1
         pointer = {"model": self.model_name, "version": version, "version_uri": self.version_uri(version),
                    "model_uri": entry["model_uri"], "model_sha256": entry["model_sha256"],
                    "metrics": entry.get("metrics", {}), "previous_version": previous,
-                   "reason": reason, "promoted_at": _now()}
+                   "generation": generation, "reason": reason, "promoted_at": _now()}
         target = storage.join(self.base, POINTER_FILE)
         if expected.etag is None:
             return storage.write_bytes(target, json_bytes(pointer), if_absent=True)
@@ -135,5 +179,13 @@ class ModelRegistry:
         raise BadInputError(f"{self.base}: no model version '{reference}'")
 
 
+def _remove(uris: Any) -> None:
+    for uri in uris:
+        try:
+            storage.delete(uri)
+        except Exception as error:  # best effort: report, keep removing the rest
+            log.warning("could not remove %s: %s", uri, error)
+
+
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()

@@ -148,6 +148,12 @@ def write_bytes(uri: str, data: bytes, *, label: str | None = None, if_absent: b
         raise error.about(label) if label else error
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +165,7 @@ def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         if if_absent:
             try:
                 os.link(tmp, path)

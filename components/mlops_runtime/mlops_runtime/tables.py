@@ -14,14 +14,20 @@ PARQUET_MAGIC = b"PAR1"
 
 def read_table(uri: str, *, label: str | None = None) -> pd.DataFrame:
     """Read a Parquet or CSV table (chosen by the content, then by the extension)."""
-    data = storage.read_bytes(uri, label=label)
+    return parse_table(storage.read_bytes(uri, label=label), uri, label=label)
+
+
+def parse_table(data: bytes, uri: str, *, label: str | None = None) -> pd.DataFrame:
+    """Parse bytes already read from ``uri`` as :func:`read_table` does (for steps that also hash them)."""
     try:
         if data[:4] == PARQUET_MAGIC or uri.lower().endswith((".parquet", ".pq")):
             import pyarrow.parquet as pq
 
             table = pq.read_table(io.BytesIO(data)).to_pandas()
         else:
-            table = pd.read_csv(io.BytesIO(data))
+            # low_memory=False: one dtype per column from the whole file, not per chunk (mixed int/str
+            # columns that Parquet cannot store, and a DtypeWarning line on stderr)
+            table = pd.read_csv(io.BytesIO(data), low_memory=False)
     except Exception as error:  # pandas and pyarrow raise many types for malformed files
         kind = "Parquet" if data[:4] == PARQUET_MAGIC or uri.lower().endswith((".parquet", ".pq")) else "CSV"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -31,14 +37,29 @@ def read_table(uri: str, *, label: str | None = None) -> pd.DataFrame:
     return table
 
 
-def table_bytes(table: pd.DataFrame) -> bytes:
-    """Serialise a table as Parquet deterministically (same table, same bytes)."""
+def table_bytes(table: pd.DataFrame, metadata: dict[str, str] | None = None) -> bytes:
+    """Serialise a table as Parquet deterministically (same table and metadata, same bytes).
+
+    ``metadata`` is added to the file's key-value metadata (beside pandas' own), e.g. ``mlops.lineage``.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if metadata:
+        extra = {str(key).encode(): str(value).encode() for key, value in sorted(metadata.items())}
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **extra})
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), sink, compression="zstd")
+    pq.write_table(arrow, sink, compression="zstd")
     return sink.getvalue()
+
+
+def table_metadata(data: bytes) -> dict[str, str]:
+    """The key-value metadata of Parquet bytes (what :func:`table_bytes` wrote), pandas' own excluded."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(io.BytesIO(data)).metadata or {}
+    return {key.decode(): value.decode() for key, value in metadata.items() if key != b"pandas"}
 
 
 def split_features_target(

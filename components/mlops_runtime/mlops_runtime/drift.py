@@ -1,0 +1,774 @@
+"""Data drift between a reference table (or its stored profile) and a current table, feature by feature.
+
+Checks (every threshold is a :class:`Thresholds` field):
+
+* numerical features -- the two-sample Kolmogorov-Smirnov test (statistic D and p-value) on the
+  non-missing values, with two effect sizes: the population stability index (PSI) over bins cut at
+  the reference deciles (duplicates dropped) plus a bin below the reference minimum, one above its
+  maximum and one for missing values, empty bins floored at ``PSI_EPSILON``; and the Wasserstein-1
+  distance divided by the reference standard deviation. The effect passes when PSI >= ``psi`` or the
+  normalised distance >= ``wasserstein``.
+* categorical features (bool, string, object, category columns, and numeric columns named in
+  ``categorical_features``) -- the chi-square test of the 2 x k contingency table and the
+  Jensen-Shannon distance (base 2, in [0, 1]) over the reference categories plus ``__missing__`` and
+  ``__unseen__`` (values absent from the reference). The effect passes when JS >= ``jensen_shannon``
+  or the share of unseen values >= ``unseen``.
+* every feature -- the missing-value rate, by the pooled two-proportion z-test, the effect passing
+  when the absolute change in rate >= ``missing_rate``.
+
+A check flags drift only when its effect passes AND its Benjamini-Hochberg q-value (over every check
+of the report) is below ``alpha``: a million rows make any shift significant, so the effect size
+keeps trivial shifts quiet; fifty rows make effect sizes noisy, so the test keeps noise quiet. A
+feature drifts when one of its checks does; the dataset drifts when the share of drifted features is
+at least ``drift_share`` or a feature named critical drifts.
+
+Reference profiles. :func:`build_profile` summarises a reference table so the table itself need not be
+kept: for a numerical feature its counts, mean, standard deviation, PSI bins and an ECDF -- every
+distinct value with its count when there are at most ``sketch_size`` of them (then all statistics
+are exact), else ``sketch_size`` = K quantiles at levels (i + 1/2)/K. With that sketch, the reference
+ECDF is within 1/(2K) of the true one everywhere (the quantile at level p lies at or below x exactly
+when p <= F(x)), so the KS statistic is within 1/(2K) of its exact value, and the Wasserstein
+distance is within W1(reference, sketch) by the triangle inequality. Both errors are computed
+exactly when the profile is built and reported beside the statistics. PSI and the missing-rate test
+use exact counts stored in the profile; categorical features store exact counts of up to
+``max_categories`` categories (the rarest beyond that are pooled as ``__other__``, and then current
+values outside the stored ones count as ``__other__`` rather than ``__unseen__``).
+
+Speed: each column is sorted once; the two ECDFs are merged with searches on sorted arrays and a
+blocked linear pass, with no per-row Python. Columns are processed one at a time by a small thread
+pool (numpy releases the GIL), so memory holds a few columns, never the whole table.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import storage
+from .columnar import CATEGORICAL, EMPTY, NUMERICAL, Columns, as_columns
+from .errors import BadInputError
+from .log import get_logger
+
+log = get_logger(__name__)
+
+PROFILE_FORMAT = "mlops-components/drift-profile"
+PROFILE_VERSION = 1
+PROFILE_FILE = "drift_profile.json"
+MISSING, UNSEEN, OTHER = "__missing__", "__unseen__", "__other__"
+DEFAULT_SKETCH_SIZE = 10_000
+DEFAULT_MAX_CATEGORIES = 1_000
+PSI_QUANTILES = 10
+PSI_EPSILON = 1e-4
+EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp computes the exact distribution up to this sample size
+_BLOCK = 1 << 20  # values merged per step: bounds the temporary arrays of one column
+_SEARCH_BLOCK = 16_384
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds. Defaults: PSI 0.2 is the industry line for a significant population shift;
+    a Wasserstein distance of 0.1 reference standard deviations and a JS distance of 0.1 are the
+    thresholds Evidently uses; 1 % of unseen categories and a 5-point change in the missing rate are
+    shifts a model was never trained for; alpha 0.05 is the false discovery rate of flagged checks."""
+
+    psi: float = 0.2
+    wasserstein: float = 0.1
+    jensen_shannon: float = 0.1
+    unseen: float = 0.01
+    missing_rate: float = 0.05
+    alpha: float = 0.05
+    drift_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        limits = {"psi": (0, math.inf), "wasserstein": (0, math.inf), "jensen_shannon": (0, 1), "unseen": (0, 1),
+                  "missing_rate": (0, 1), "alpha": (0, 1), "drift_share": (0, 1)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not (low < value <= high) or (name == "alpha" and value >= 1):
+                raise ValueError(f"threshold {name}={value} is out of range ({low}, {high}]")
+
+
+# --------------------------------------------------------------------------------------------------
+# Empirical distributions of numerical values and the exact two-sample statistics between them
+
+
+@dataclass(frozen=True, eq=False)
+class ECDF:
+    """Sorted distinct finite values with their counts (None: one observation each)."""
+
+    values: np.ndarray
+    counts: np.ndarray | None
+    total: int
+    _cum0: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.counts is not None and self._cum0 is None:
+            object.__setattr__(self, "_cum0", np.concatenate(([0], np.cumsum(self.counts, dtype=np.int64))))
+
+    @classmethod
+    def of_sorted(cls, data: np.ndarray) -> ECDF:
+        """From sorted finite values (kept, not copied, when they are all distinct)."""
+        if data.size < 2:
+            return cls(data, None, int(data.size))
+        tie = data[1:] == data[:-1]
+        if not tie.any():
+            return cls(data, None, int(data.size))
+        starts = np.flatnonzero(np.concatenate(([True], ~tie)))
+        return cls(data[starts], np.diff(np.append(starts, data.size)), int(data.size))
+
+    @classmethod
+    def of_counts(cls, values: np.ndarray, counts: np.ndarray | None) -> ECDF:
+        total = int(values.size if counts is None else counts.sum())
+        return cls(values, counts, total)
+
+    def cum_at(self, index: np.ndarray) -> np.ndarray:
+        """Observations among the first ``index`` distinct values."""
+        return index if self._cum0 is None else self._cum0[index]
+
+    def count_le(self, x: np.ndarray) -> np.ndarray:
+        return self.cum_at(np.searchsorted(self.values, x, "right"))
+
+    def count_lt(self, x: np.ndarray) -> np.ndarray:
+        return self.cum_at(np.searchsorted(self.values, x, "left"))
+
+    def at_rank(self, rank: np.ndarray) -> np.ndarray:
+        """The (0-based) rank-th smallest observation."""
+        if self._cum0 is None:
+            return self.values[rank]
+        return self.values[np.searchsorted(self._cum0, rank, "right") - 1]
+
+    def quantile(self, level: float) -> float:
+        """The inverted-CDF quantile (the smallest x with F(x) >= level)."""
+        return float(self.at_rank(np.array([max(math.ceil(level * self.total) - 1, 0)]))[0])
+
+    def moments(self) -> tuple[float, float]:
+        if self.counts is None:
+            return float(self.values.mean()), float(self.values.std())
+        mean = float(np.dot(self.values, self.counts) / self.total)
+        return mean, float(np.sqrt(np.dot((self.values - mean) ** 2, self.counts) / self.total))
+
+    def expand(self) -> np.ndarray:
+        return self.values if self.counts is None else np.repeat(self.values, self.counts)
+
+
+def _sorted_search(haystack: np.ndarray, needles: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted`` for sorted needles, in blocks whose slice of the haystack stays in cache."""
+    if needles.size <= _SEARCH_BLOCK:
+        return np.searchsorted(haystack, needles, side)
+    out = np.empty(needles.size, dtype=np.int64)
+    starts = np.arange(0, needles.size, _SEARCH_BLOCK)
+    lows = np.searchsorted(haystack, needles[starts], side).tolist()
+    highs = np.searchsorted(haystack, needles[np.minimum(starts + _SEARCH_BLOCK, needles.size) - 1], side).tolist()
+    for start, low, high in zip(starts.tolist(), lows, highs, strict=True):
+        stop = start + _SEARCH_BLOCK
+        np.add(np.searchsorted(haystack[low:high], needles[start:stop], side), low, out=out[start:stop])
+    return out
+
+
+def _ranks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For strictly increasing a and b: ``(#{a <= b[j]} for each j, #{b < a[i]} for each i)``.
+
+    Either count follows from the other by a linear pass, since b[j] < a[i] exactly when
+    #{a <= b[j]} <= i; so only the smaller side is searched for in the larger one.
+    """
+    if a.size <= b.size:
+        b_below_a = _sorted_search(b, a, "left")
+        a_upto_b = np.cumsum(np.bincount(b_below_a, minlength=b.size + 1)[: b.size])
+    else:
+        a_upto_b = _sorted_search(a, b, "right")
+        b_below_a = np.cumsum(np.bincount(a_upto_b, minlength=a.size + 1)[: a.size])
+    return a_upto_b, b_below_a
+
+
+def ks_wasserstein(a: ECDF, b: ECDF) -> tuple[float, float]:
+    """The two-sample KS statistic sup|F - G| and the Wasserstein-1 distance, exactly.
+
+    F - G rises only at values of a and G - F only at values of b, so sup(F - G) is reached at an a
+    value and sup(G - F) at a b value, each a ratio of the very counts scipy's ks_2samp divides (the
+    statistic is bit-identical). The integral of |F - G| is summed over the intervals that start at
+    each a and each b value and end at the next value of either sample.
+    """
+    a_upto_b, b_below_a = _ranks(a.values, b.values)
+    # past the end, "the next value" is the overall maximum: the last interval is empty (there F = G = 1)
+    top = max(a.values[-1], b.values[-1])
+    a_next, b_next = np.append(a.values, top), np.append(b.values, top)
+    d_plus = d_minus = distance = 0.0
+    for j0 in range(0, b.values.size, _BLOCK):
+        j1 = min(j0 + _BLOCK, b.values.size)
+        upto = a_upto_b[j0:j1]
+        differences = b.cum_at(np.arange(j0 + 1, j1 + 1)) / b.total
+        differences -= a.cum_at(upto) / a.total  # G - F at each b value
+        d_minus = max(d_minus, float(differences.max()))
+        gaps = np.minimum(b_next[j0 + 1:j1 + 1], a_next[upto])
+        gaps -= b.values[j0:j1]
+        distance += float(np.multiply(np.abs(differences, out=differences), gaps, out=gaps).sum())
+    for i0 in range(0, a.values.size, _BLOCK):
+        i1 = min(i0 + _BLOCK, a.values.size)
+        below = b_below_a[i0:i1]
+        values = a.values[i0:i1]
+        following = b_next[below]
+        tie = following == values
+        tie &= below < b.values.size
+        differences = a.cum_at(np.arange(i0 + 1, i1 + 1)) / a.total
+        tied = bool(tie.any())
+        if tied:  # G at an a value also counts the b values equal to it
+            d_plus = max(d_plus, float((differences - b.cum_at(below + tie) / b.total).max()))
+        del tie
+        differences -= b.cum_at(below) / b.total  # F - G from each a value up to the next value
+        if not tied:
+            d_plus = max(d_plus, float(differences.max()))
+        gaps = np.minimum(a_next[i0 + 1:i1 + 1], following, out=following)
+        gaps -= values
+        distance += float(np.multiply(np.abs(differences, out=differences), gaps, out=gaps).sum())
+    return max(d_plus, d_minus), distance
+
+
+def ks_pvalue(statistic: float, n1: int, n2: int) -> float:
+    """Smirnov's asymptotic two-sided p-value, exactly as scipy's ks_2samp computes it for large samples."""
+    from scipy.stats import kstwo
+
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    return float(np.clip(kstwo.sf(statistic, np.round(m * n / (m + n))), 0, 1))
+
+
+_WARNINGS_LOCK = threading.Lock()
+
+
+def small_sample_ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """scipy's ks_2samp (exact p-value up to EXACT_KS_MAX_N values a side), quiet when the exact
+    computation falls back to the asymptotic one (a lock: warning filters are process-wide)."""
+    import warnings
+
+    from scipy.stats import ks_2samp
+
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful", category=RuntimeWarning)
+        result = ks_2samp(a, b)
+    return float(result.statistic), float(result.pvalue)
+
+
+def population_stability_index(reference: np.ndarray, current: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
+    """PSI of two count vectors over the same bins; proportions below ``epsilon`` are floored at it."""
+    ref = np.maximum(reference / reference.sum(), epsilon)
+    cur = np.maximum(current / current.sum(), epsilon)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def two_proportion_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided pooled z-test of k1/n1 == k2/n2 (1.0 when the pooled rate is 0 or 1)."""
+    from scipy.stats import norm
+
+    pooled = (k1 + k2) / (n1 + n2)
+    if pooled <= 0 or pooled >= 1:
+        return 1.0
+    z = (k2 / n2 - k1 / n1) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return float(2 * norm.sf(abs(z)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-feature summaries: what a profile stores, and what detection compares
+
+
+@dataclass(eq=False)
+class NumericSummary:
+    n_rows: int
+    n_missing: int
+    ecdf: ECDF
+    mean: float | None
+    std: float | None
+    psi_edges: np.ndarray  # left edges: the minimum, then distinct deciles above it
+    psi_maximum: float | None
+    psi_counts: np.ndarray  # below min, one per edge, above max, missing
+    exact: bool = True
+    ks_error: float = 0.0
+    wasserstein_error: float = 0.0
+
+    kind = NUMERICAL
+
+
+@dataclass(eq=False)
+class CategorySummary:
+    n_rows: int
+    n_missing: int
+    counts: dict[str, int]  # most frequent first
+    other: int = 0  # observations of categories beyond max_categories
+    truncated: bool = False
+
+    kind = CATEGORICAL
+
+
+def psi_counts(ecdf: ECDF, n_missing: int, edges: np.ndarray, maximum: float | None) -> np.ndarray:
+    if maximum is None:
+        return np.array([0, 0, n_missing], dtype=np.int64)
+    lt = np.asarray(ecdf.count_lt(edges), dtype=np.int64)
+    le_max = int(ecdf.count_le(np.array([maximum]))[0])
+    inner = np.diff(np.append(lt, le_max))
+    return np.concatenate(([lt[0]], inner, [ecdf.total - le_max, n_missing])).astype(np.int64)
+
+
+def summarize_numeric(values: np.ndarray) -> NumericSummary:
+    """Summarise a column (a private float64 array, NaN/inf as missing; sorted in place)."""
+    finite = np.isfinite(values)
+    data = values if finite.all() else values[finite]
+    del finite
+    data.sort()
+    ecdf = ECDF.of_sorted(data)
+    n_missing = int(values.size - data.size)
+    if ecdf.total == 0:
+        return NumericSummary(int(values.size), n_missing, ecdf, None, None, np.empty(0), None,
+                              psi_counts(ecdf, n_missing, np.empty(0), None))
+    ranks = np.array([math.ceil(k * ecdf.total / PSI_QUANTILES) - 1 for k in range(1, PSI_QUANTILES)])
+    edges = np.unique(np.concatenate(([ecdf.values[0]], ecdf.at_rank(ranks))))
+    maximum = float(ecdf.values[-1])
+    mean, std = ecdf.moments()
+    return NumericSummary(int(values.size), n_missing, ecdf, mean, std, edges, maximum,
+                          psi_counts(ecdf, n_missing, edges, maximum))
+
+
+def sketch(summary: NumericSummary, size: int) -> NumericSummary:
+    """The summary with its ECDF reduced to ``size`` quantiles when it has more distinct values."""
+    ecdf = summary.ecdf
+    if ecdf.values.size <= size:
+        return summary
+    levels = 2 * np.arange(size, dtype=np.int64) + 1  # rank of level (2i+1)/(2K): ceil((2i+1) n / 2K) - 1
+    ranks = -(-(levels * ecdf.total) // (2 * size)) - 1
+    small = ECDF.of_sorted(ecdf.at_rank(ranks))
+    ks_error, w_error = ks_wasserstein(ecdf, small)
+    return NumericSummary(summary.n_rows, summary.n_missing, small, summary.mean, summary.std, summary.psi_edges,
+                          summary.psi_maximum, summary.psi_counts, exact=False, ks_error=ks_error,
+                          wasserstein_error=w_error)
+
+
+def summarize_categories(counts: dict[str, int], n_missing: int, n_rows: int, max_categories: int) -> CategorySummary:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[:max_categories])
+    other = sum(count for _, count in ranked[max_categories:])
+    return CategorySummary(n_rows, n_missing, kept, other, truncated=len(ranked) > max_categories)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks of one feature
+
+
+def _histogram(ref: ECDF, cur: ECDF, bins: int = 30) -> dict[str, Any] | None:
+    """Shares of each side's non-missing values in equal-width bins over the central 99 % of both."""
+    if ref.total == 0 or cur.total == 0:
+        return None
+    low = min(ref.quantile(0.005), cur.quantile(0.005))
+    high = max(ref.quantile(0.995), cur.quantile(0.995))
+    if not high > low:
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, bins + 1)
+
+    def shares(ecdf: ECDF) -> list[float]:
+        lt = np.asarray(ecdf.count_lt(edges), dtype=np.int64)
+        lt[-1] = ecdf.count_le(edges[-1:])[0]
+        return (np.diff(lt) / ecdf.total).round(6).tolist()
+
+    return {"edges": edges.tolist(), "reference": shares(ref), "current": shares(cur)}
+
+
+def compare_numeric(ref: NumericSummary, cur: NumericSummary, thresholds: Thresholds) -> dict[str, Any] | None:
+    if ref.ecdf.total == 0 or cur.ecdf.total == 0:
+        return None
+    n_ref, n_cur = ref.ecdf.total if ref.exact else _n_finite(ref), cur.ecdf.total
+    if ref.exact and max(n_ref, n_cur) <= EXACT_KS_MAX_N:
+        statistic, p_value = small_sample_ks(ref.ecdf.expand(), cur.ecdf.expand())
+        _, distance = ks_wasserstein(ref.ecdf, cur.ecdf)
+    else:
+        statistic, distance = ks_wasserstein(ref.ecdf, cur.ecdf)
+        p_value = ks_pvalue(statistic, n_ref, n_cur)
+    counts = psi_counts(cur.ecdf, cur.n_missing, ref.psi_edges, ref.psi_maximum)
+    psi = population_stability_index(ref.psi_counts, counts)
+    normalized = distance / ref.std if ref.std else None
+    effects = {"psi": {"value": psi, "threshold": thresholds.psi, "passed": psi >= thresholds.psi},
+               "wasserstein_normalized": {"value": normalized, "threshold": thresholds.wasserstein,
+                                          "passed": normalized is not None and normalized >= thresholds.wasserstein}}
+    check: dict[str, Any] = {
+        "test": "kolmogorov_smirnov", "statistic": statistic, "p_value": p_value, "wasserstein": distance,
+        "effects": effects, "effect_passed": any(e["passed"] for e in effects.values()),
+        "n_ref_values": n_ref, "n_cur_values": n_cur,
+        "psi_bins": {"edges": ref.psi_edges.tolist(), "maximum": ref.psi_maximum,
+                     "reference": ref.psi_counts.tolist(), "current": counts.tolist()},
+        "histogram": _histogram(ref.ecdf, cur.ecdf),
+    }
+    if not ref.exact:
+        check["approximation"] = {
+            "reference_sketch_size": ref.ecdf.total, "ks_statistic_error_bound": ref.ks_error,
+            "wasserstein_error_bound": ref.wasserstein_error,
+            "wasserstein_normalized_error_bound": ref.wasserstein_error / ref.std if ref.std else None}
+    return check
+
+
+def _n_finite(summary: NumericSummary) -> int:
+    return summary.n_rows - summary.n_missing
+
+
+def compare_categories(ref: CategorySummary, cur: CategorySummary, thresholds: Thresholds) -> dict[str, Any]:
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import chi2_contingency
+
+    buckets = list(ref.counts) + ([OTHER] if ref.truncated else []) + [MISSING, UNSEEN]
+    position = {name: i for i, name in enumerate(buckets)}
+    reference = np.array(list(ref.counts.values()) + ([ref.other] if ref.truncated else []) + [ref.n_missing, 0],
+                         dtype=np.int64)
+    current = np.zeros(len(buckets), dtype=np.int64)
+    spill = position[OTHER] if ref.truncated else position[UNSEEN]
+    for key, count in cur.counts.items():
+        current[spill if key in (OTHER, MISSING, UNSEEN) else position.get(key, spill)] += count
+    current[position[MISSING]] += cur.n_missing
+    distance = float(jensenshannon(reference / reference.sum(), current / current.sum(), base=2))
+    table = np.vstack([reference, current])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        statistic, p_value, dof = 0.0, 1.0, 0
+    else:
+        result = chi2_contingency(table)
+        statistic, p_value, dof = float(result.statistic), float(result.pvalue), int(result.dof)
+    unseen = float(current[position[UNSEEN]] / current.sum())
+    effects = {"jensen_shannon": {"value": distance, "threshold": thresholds.jensen_shannon,
+                                  "passed": distance >= thresholds.jensen_shannon},
+               "unseen_share": {"value": unseen, "threshold": thresholds.unseen, "passed": unseen >= thresholds.unseen}}
+    shares_ref, shares_cur = reference / reference.sum(), current / current.sum()
+    largest = np.maximum(shares_ref, shares_cur)
+    shown = [i for i in sorted(range(len(buckets)), key=lambda i: -largest[i]) if largest[i] > 0][:20]
+    return {
+        "test": "chi_square", "statistic": statistic, "p_value": p_value, "dof": dof,
+        "effects": effects, "effect_passed": any(e["passed"] for e in effects.values()),
+        "n_ref_values": int(reference.sum()), "n_cur_values": int(current.sum()), "truncated_reference": ref.truncated,
+        "buckets": {"names": buckets, "reference": reference.tolist(), "current": current.tolist()},
+        "histogram": {"categories": [buckets[i] for i in shown], "reference": [round(float(shares_ref[i]), 6)
+                      for i in shown], "current": [round(float(shares_cur[i]), 6) for i in shown]},
+    }
+
+
+def compare_missing(ref: NumericSummary | CategorySummary, cur: NumericSummary | CategorySummary,
+                    thresholds: Thresholds) -> dict[str, Any]:
+    ref_rate, cur_rate = ref.n_missing / ref.n_rows, cur.n_missing / cur.n_rows
+    change = cur_rate - ref_rate
+    return {"test": "two_proportion_z", "reference_rate": ref_rate, "current_rate": cur_rate, "change": change,
+            "p_value": two_proportion_pvalue(ref.n_missing, ref.n_rows, cur.n_missing, cur.n_rows),
+            "effects": {"absolute_change": {"value": abs(change), "threshold": thresholds.missing_rate,
+                                            "passed": abs(change) >= thresholds.missing_rate}},
+            "effect_passed": abs(change) >= thresholds.missing_rate}
+
+
+# --------------------------------------------------------------------------------------------------
+# Profiles
+
+
+def _feature_kinds(source: Columns, *, exclude: Iterable[str], categorical: Iterable[str],
+                   label: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """``({feature: kind}, {skipped column: its type})`` for a reference table."""
+    excluded, forced = set(exclude), set(categorical)
+    unknown = sorted(forced - set(source.names) - excluded)
+    if unknown:
+        raise BadInputError(f"categorical feature(s) not in the reference: {', '.join(unknown[:10])}",
+                            label="--categorical-features")
+    kinds, skipped = {}, {}
+    for name in source.names:
+        if name in excluded:
+            continue
+        kind = source.kind(name)
+        if kind is None:
+            skipped[name] = source.type_name(name)
+        elif name in forced or kind == EMPTY:
+            kinds[name] = CATEGORICAL
+        else:
+            kinds[name] = kind
+    if not kinds:
+        raise BadInputError("the reference has no feature columns to monitor", label=label)
+    return kinds, skipped
+
+
+def _summarize(source: Columns, name: str, kind: str, max_categories: int) -> NumericSummary | CategorySummary:
+    if kind == NUMERICAL:
+        return summarize_numeric(source.numeric(name))
+    counts, missing = source.value_counts(name)
+    return summarize_categories(counts, missing, source.num_rows, max_categories)
+
+
+def _parallel_map(function: Any, items: list[str], workers: int | None) -> list[Any]:
+    """``map`` over a pool of threads (by default one per usable core, at most two: memory holds a column each)."""
+    if not workers:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = max(1, min(2, cores))
+    if workers == 1 or len(items) == 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
+
+
+def build_profile(table: Any, *, target_column: str | None = None, categorical_features: Iterable[str] = (),
+                  sketch_size: int = DEFAULT_SKETCH_SIZE, max_categories: int = DEFAULT_MAX_CATEGORIES,
+                  workers: int | None = None) -> dict[str, Any]:
+    """A JSON-ready reference profile of ``table`` (DataFrame, pyarrow Table or Columns source)."""
+    if sketch_size < 1000 or max_categories < 1:
+        raise ValueError("sketch_size must be at least 1000 and max_categories at least 1")
+    source = as_columns(table)
+    if source.num_rows == 0:
+        raise BadInputError("the reference table is empty")
+    kinds, skipped = _feature_kinds(source, exclude=[target_column] if target_column else [],
+                                    categorical=categorical_features, label=None)
+
+    def one(name: str) -> dict[str, Any]:
+        summary = _summarize(source, name, kinds[name], max_categories)
+        if isinstance(summary, NumericSummary):
+            summary = sketch(summary, sketch_size)
+        return summary_to_json(summary)
+
+    features = dict(zip(kinds, _parallel_map(one, list(kinds), workers), strict=True))
+    return {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "n_rows": source.num_rows,
+            "target_column": target_column, "sketch_size": sketch_size, "max_categories": max_categories,
+            "feature_names": list(features), "features": features, "skipped_columns": skipped}
+
+
+def write_profile(table: Any, uri: str, *, label: str | None = None, **options: Any) -> dict[str, Any]:
+    """Build the profile of ``table`` and write it as JSON at ``uri``; returns the profile."""
+    from .outputs import json_bytes
+
+    profile = build_profile(table, **options)
+    storage.write_bytes(uri, json_bytes(profile), label=label)
+    return profile
+
+
+def read_profile(uri: str, *, label: str | None = None) -> dict[str, Any]:
+    return parse_profile(storage.read_bytes(uri, label=label), uri, label=label)
+
+
+def parse_profile(data: bytes, uri: str, *, label: str | None = None) -> dict[str, Any]:
+    """A profile from the JSON bytes :func:`write_profile` wrote, checked to be complete and consistent."""
+    try:
+        profile = json.loads(data)
+    except ValueError:
+        raise BadInputError(f"{uri}: not a JSON drift profile", label=label) from None
+    if not isinstance(profile, dict) or profile.get("format") != PROFILE_FORMAT:
+        raise BadInputError(f"{uri}: not a drift profile (format is not '{PROFILE_FORMAT}')", label=label)
+    if profile.get("version") != PROFILE_VERSION:
+        raise BadInputError(f"{uri}: drift profile version {profile.get('version')} is not supported "
+                            f"(expected {PROFILE_VERSION})", label=label)
+    try:
+        for name, entry in profile["features"].items():
+            summary_from_json(entry)
+            if not isinstance(name, str):
+                raise TypeError(name)
+        if not profile["features"]:
+            raise ValueError("no features")
+        if sorted(profile.get("feature_names") or profile["features"]) != sorted(profile["features"]):
+            raise ValueError("feature_names do not match the features")
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise BadInputError(f"{uri}: invalid drift profile ({type(error).__name__}: {error})", label=label) from None
+    return profile
+
+
+def summary_to_json(summary: NumericSummary | CategorySummary) -> dict[str, Any]:
+    if isinstance(summary, CategorySummary):
+        return {"kind": CATEGORICAL, "n_rows": summary.n_rows, "n_missing": summary.n_missing,
+                "counts": summary.counts, "other": summary.other, "truncated": summary.truncated}
+    ecdf = summary.ecdf
+    return {"kind": NUMERICAL, "n_rows": summary.n_rows, "n_missing": summary.n_missing,
+            "mean": summary.mean, "std": summary.std, "psi_edges": summary.psi_edges.tolist(),
+            "psi_maximum": summary.psi_maximum, "psi_counts": summary.psi_counts.tolist(),
+            "exact": summary.exact, "ks_error": summary.ks_error, "wasserstein_error": summary.wasserstein_error,
+            "values": ecdf.values.tolist(), "counts": None if ecdf.counts is None else ecdf.counts.tolist()}
+
+
+def summary_from_json(entry: dict[str, Any]) -> NumericSummary | CategorySummary:
+    if entry["kind"] == CATEGORICAL:
+        # most frequent first, as summarize_categories orders them (JSON with sorted keys loses the order)
+        counts = dict(sorted(((str(k), int(v)) for k, v in entry["counts"].items()), key=lambda kv: (-kv[1], kv[0])))
+        return CategorySummary(int(entry["n_rows"]), int(entry["n_missing"]), counts, int(entry["other"]),
+                               bool(entry["truncated"]))
+    if entry["kind"] != NUMERICAL:
+        raise ValueError(f"unknown feature kind {entry['kind']!r}")
+    values = np.asarray(entry["values"], dtype=np.float64)
+    counts = None if entry["counts"] is None else np.asarray(entry["counts"], dtype=np.int64)
+    if values.size > 1 and not (np.diff(values) > 0).all():
+        raise ValueError("ECDF values are not strictly increasing")
+    if counts is not None and (counts.shape != values.shape or (counts < 1).any()):
+        raise ValueError("ECDF counts do not match its values")
+    summary = NumericSummary(
+        int(entry["n_rows"]), int(entry["n_missing"]), ECDF.of_counts(values, counts), entry["mean"], entry["std"],
+        np.asarray(entry["psi_edges"], dtype=np.float64), entry["psi_maximum"],
+        np.asarray(entry["psi_counts"], dtype=np.int64), bool(entry["exact"]), float(entry["ks_error"]),
+        float(entry["wasserstein_error"]))
+    if summary.psi_counts.size != summary.psi_edges.size + 3:
+        raise ValueError("PSI counts do not match the PSI edges")
+    return summary
+
+
+def is_profile(document: Any) -> bool:
+    return isinstance(document, dict) and document.get("format") == PROFILE_FORMAT
+
+
+# --------------------------------------------------------------------------------------------------
+# Detection
+
+
+@dataclass
+class _Plan:
+    kinds: dict[str, str]
+    skipped: dict[str, str]
+    reference_rows: int
+    profile: dict[str, Any] | None
+    reference: Columns | None
+    max_categories: int
+
+
+def _plan(reference: Any, current: Columns, *, target_column: str | None, categorical: Iterable[str],
+          reference_label: str, current_label: str) -> _Plan:
+    excluded = [target_column] if target_column else []
+    if is_profile(reference):
+        profile = reference
+        order = profile.get("feature_names") or list(profile["features"])  # the table's column order
+        kinds = {name: profile["features"][name]["kind"] for name in order if name not in excluded}
+        skipped = {k: v for k, v in profile.get("skipped_columns", {}).items() if k not in excluded}
+        wrong = sorted(set(categorical) - {n for n, k in kinds.items() if k == CATEGORICAL})
+        if wrong:
+            raise BadInputError(f"not categorical in the reference profile: {', '.join(wrong[:10])} (build the "
+                                "profile with these categorical_features instead)", label="--categorical-features")
+        if not kinds:
+            raise BadInputError("the reference profile has no feature besides the target", label=reference_label)
+        plan = _Plan(kinds, skipped, int(profile["n_rows"]), profile, None,
+                     int(profile.get("max_categories", DEFAULT_MAX_CATEGORIES)))
+    else:
+        source = as_columns(reference)
+        if source.num_rows == 0:
+            raise BadInputError("the reference table is empty", label=reference_label)
+        kinds, skipped = _feature_kinds(source, exclude=excluded, categorical=categorical, label=reference_label)
+        plan = _Plan(kinds, skipped, source.num_rows, None, source, DEFAULT_MAX_CATEGORIES)
+    if current.num_rows == 0:
+        raise BadInputError("the current table is empty", label=current_label)
+    current_names = [n for n in current.names if n not in excluded]
+    extra = [n for n in current_names if n not in plan.kinds and n not in plan.skipped]
+    if extra:
+        raise BadInputError(f"column(s) not in the reference: {', '.join(extra[:10])}", label=current_label)
+    absent = [n for n in plan.kinds if n not in current_names]
+    if absent:
+        raise BadInputError(f"reference column(s) missing: {', '.join(absent[:10])}", label=current_label)
+    for name, kind in plan.kinds.items():
+        current_kind = current.kind(name)
+        if current_kind is None or (kind == NUMERICAL and current_kind == CATEGORICAL):
+            raise BadInputError(f"column '{name}' is {kind} in the reference but {current.type_name(name)} here",
+                                label=current_label)
+    return plan
+
+
+def detect_drift(reference: Any, current: Any, *, thresholds: Thresholds | None = None,
+                 critical_features: Iterable[str] = (), categorical_features: Iterable[str] = (),
+                 target_column: str | None = None, workers: int | None = None,
+                 timings: dict[str, float] | None = None, reference_label: str = "--reference-uri",
+                 current_label: str = "--current-uri") -> dict[str, Any]:
+    """Compare ``current`` with ``reference`` (a table, a Columns source or a profile from :func:`build_profile`).
+
+    Returns the drift report (JSON-ready and deterministic). ``timings``, when given, receives the
+    seconds spent loading columns and computing, summed over the worker threads, and the wall time.
+    """
+    import scipy.spatial.distance  # noqa: F401 -- imported once here, not in the timed worker threads
+    import scipy.stats  # noqa: F401
+
+    started = time.perf_counter()
+    thresholds = thresholds or Thresholds()
+    current_source = as_columns(current)
+    plan = _plan(reference, current_source, target_column=target_column, categorical=categorical_features,
+                 reference_label=reference_label, current_label=current_label)
+    critical = list(dict.fromkeys(critical_features))
+    unknown = [name for name in critical if name not in plan.kinds]
+    if unknown:
+        raise BadInputError(f"critical feature(s) not among the monitored features: {', '.join(unknown[:10])}",
+                            label="--critical-features")
+    spent = {"load": 0.0, "compute": 0.0}
+
+    def evaluate(name: str) -> dict[str, Any]:
+        kind = plan.kinds[name]
+        tic = time.perf_counter()
+        if plan.profile is not None:
+            ref = summary_from_json(plan.profile["features"][name])
+            loaded = time.perf_counter()
+        else:
+            assert plan.reference is not None
+            ref_values: Any = (plan.reference.numeric(name) if kind == NUMERICAL
+                               else plan.reference.value_counts(name))
+            loaded = time.perf_counter()
+            ref = _summary_of(ref_values, kind, plan.reference.num_rows, plan.max_categories)
+            del ref_values
+        computed = time.perf_counter()
+        cur_values: Any = current_source.numeric(name) if kind == NUMERICAL else current_source.value_counts(name)
+        cur_loaded = time.perf_counter()
+        cur = _summary_of(cur_values, kind, current_source.num_rows, plan.max_categories, truncate=False)
+        del cur_values
+        distribution = (compare_numeric(ref, cur, thresholds) if kind == NUMERICAL  # type: ignore[arg-type]
+                        else compare_categories(ref, cur, thresholds))  # type: ignore[arg-type]
+        missing = compare_missing(ref, cur, thresholds)
+        done = time.perf_counter()
+        spent["load"] += (loaded - tic) + (cur_loaded - computed)
+        spent["compute"] += (computed - loaded) + (done - cur_loaded)
+        return {"kind": kind, "n_ref": ref.n_rows, "n_cur": cur.n_rows, "n_ref_missing": ref.n_missing,
+                "n_cur_missing": cur.n_missing, "critical": name in critical,
+                "checks": {"distribution": distribution, "missing_rate": missing}}
+
+    features = dict(zip(plan.kinds, _parallel_map(evaluate, list(plan.kinds), workers), strict=True))
+    report = _decide(features, thresholds, critical)
+    report["reference"] = {"mode": "profile" if plan.profile is not None else "table",
+                           "n_rows": plan.reference_rows}
+    report["current"] = {"n_rows": current_source.num_rows}
+    report["skipped_columns"] = plan.skipped
+    report["target_column"] = target_column
+    if timings is not None:
+        timings.update({"load_seconds": spent["load"], "compute_seconds": spent["compute"],
+                        "wall_seconds": time.perf_counter() - started})
+    return report
+
+
+def _summary_of(values: Any, kind: str, n_rows: int, max_categories: int,
+                truncate: bool = True) -> NumericSummary | CategorySummary:
+    if kind == NUMERICAL:
+        return summarize_numeric(values)
+    counts, missing = values
+    return summarize_categories(counts, missing, n_rows, max_categories if truncate else max(len(counts), 1))
+
+
+def _decide(features: dict[str, dict[str, Any]], thresholds: Thresholds, critical: list[str]) -> dict[str, Any]:
+    from scipy.stats import false_discovery_control
+
+    checks = [(name, check) for name, feature in features.items() for check in feature["checks"].values()
+              if check is not None]
+    p_values = np.array([check["p_value"] for _, check in checks], dtype=np.float64)
+    q_values = false_discovery_control(p_values, method="bh") if p_values.size else p_values
+    for (_, check), q in zip(checks, q_values.tolist(), strict=True):
+        check["q_value"] = q
+        check["significant"] = q < thresholds.alpha
+        check["drift"] = bool(check["effect_passed"] and check["significant"])
+    drifted = []
+    for name, feature in features.items():
+        reasons = []
+        for check_name, check in feature["checks"].items():
+            if check is not None and check["drift"]:
+                passed = [f"{effect} {e['value']:.4g} >= {e['threshold']:g}" for effect, e in check["effects"].items()
+                          if e["passed"]]
+                reasons.append(f"{check_name}: {' and '.join(passed)}, q={check['q_value']:.3g} "
+                               f"< {thresholds.alpha:g}")
+        feature["drift"] = bool(reasons)
+        feature["reasons"] = reasons
+        if reasons:
+            drifted.append(name)
+    share = len(drifted) / len(features)
+    critical_drifted = [name for name in critical if name in drifted]
+    reasons = []
+    if share >= thresholds.drift_share:
+        reasons.append(f"{len(drifted)} of {len(features)} features drifted (share {share:.3g} >= "
+                       f"{thresholds.drift_share:g})")
+    if critical_drifted:
+        reasons.append(f"critical feature(s) drifted: {', '.join(critical_drifted)}")
+    return {"dataset": {"drift_detected": bool(reasons), "drift_share": share, "n_features": len(features),
+                        "n_drifted": len(drifted), "drifted_features": drifted, "critical_features": critical,
+                        "critical_drifted": critical_drifted, "reasons": reasons},
+            "thresholds": asdict(thresholds), "feature_names": list(features), "features": features}

@@ -1,0 +1,68 @@
+"""A step's inputs and outputs: where its objects go, input tables with their lineage, its final stdout line."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import pandas as pd
+
+from . import storage, tables
+from .errors import BadInputError
+from .lineage import input_record
+
+LINEAGE_KEY = "mlops.lineage"
+
+
+def output_uri(output_dir: str, name: str, *, label: str = "--output-dir") -> str:
+    """``<output_dir>/<name>``, refused up front (before any work) when the URI cannot be written to."""
+    uri = storage.join(output_dir, name)
+    try:
+        storage.parse(uri)
+    except BadInputError as error:
+        raise error.about(label) from None
+    return uri
+
+
+def read_input_table(uri: str, *, label: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A table and the lineage record of the exact bytes it was parsed from."""
+    data = storage.read_bytes(uri, label=label)
+    return tables.parse_table(data, uri, label=label), input_record(label, uri, data)
+
+
+def require_column(table: pd.DataFrame, column: str, *, uri: str, label: str) -> None:
+    if column not in table.columns:
+        columns = ", ".join(map(str, table.columns[:20]))
+        more = f" and {len(table.columns) - 20} more" if len(table.columns) > 20 else ""
+        raise BadInputError(f"column '{column}' not found in {uri} (columns: {columns}{more})", label=label)
+
+
+def describe_values(values: list[Any], limit: int = 5) -> str:
+    """``'a', 1 and 3 more``: values (numpy scalars as plain Python) for a one-line message."""
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def class_counts(target: pd.Series, *, uri: str, label: str) -> pd.Series:
+    """Rows per class of a classification target, refused unless there are at least two classes."""
+    counts = target.value_counts(sort=False)
+    if len(counts) < 2:
+        raise BadInputError(f"{uri}: target column '{target.name}' has a single class "
+                            f"({describe_values(list(counts.index))}); a classifier needs at least two", label=label)
+    return counts
+
+
+def lineage_metadata(record: dict[str, Any]) -> dict[str, str]:
+    """Parquet key-value metadata that carries a lineage record."""
+    return {LINEAGE_KEY: json.dumps(record, sort_keys=True, separators=(",", ":"))}
+
+
+def read_lineage(parquet: bytes) -> dict[str, Any] | None:
+    """The lineage record a step stored in a Parquet file, or None."""
+    raw = tables.table_metadata(parquet).get(LINEAGE_KEY)
+    return json.loads(raw) if raw is not None else None
+
+
+def print_outputs(values: dict[str, Any]) -> None:
+    """The step's last stdout line: its outputs as one JSON object (for ``docker run`` users)."""
+    click.echo(json.dumps(values, sort_keys=True))

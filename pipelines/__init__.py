@@ -1,0 +1,1 @@
+"""Kubeflow pipelines assembled from the step components: training (and monitoring)."""

@@ -1,0 +1,127 @@
+"""Every step's component.yaml agrees with its click command: KFP loads and compiles it, inputs map to
+options (name, type, default, required), outputs map to ``--x-output-path`` options, and main.py runs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+from conftest import COMPONENTS, REPO, load_step, step_names
+
+PARAMETER_TYPES = {"String", "Integer", "Float", "Boolean"}
+UI_TYPES = {"Metrics", "ClassificationMetrics"}  # filled through --executor-input, not an output path
+CLICK_TYPES = {
+    "String": (click.types.StringParamType, click.Choice, click.Path),
+    "Integer": (click.types.IntParamType,),
+    "Float": (click.types.FloatParamType,),
+    "Boolean": (click.types.BoolParamType,),
+}
+STEPS = step_names()
+
+
+def spec_of(name: str) -> dict[str, Any]:
+    return yaml.safe_load((COMPONENTS / name / "component.yaml").read_text())
+
+
+def options_of(name: str) -> dict[str, click.Option]:
+    """The step's click options by their long flag, e.g. ``--n-estimators``."""
+    command = load_step(name).cli
+    return {flag: param for param in command.params if isinstance(param, click.Option)
+            for flag in param.opts if flag.startswith("--")}
+
+
+def as_text(value: Any) -> str | None:
+    """A default as KFP would pass it; None for no default (click >= 8.3 marks that with a Sentinel)."""
+    if value is None or type(value).__name__ == "Sentinel":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def passed_arguments(args: list[Any], condition: dict | None = None) -> list[tuple[str, dict, dict | None]]:
+    """``(flag, placeholder, if-condition)`` for every ``--flag {inputValue|outputPath|executorInput}`` pair."""
+    found = []
+    for index, item in enumerate(args):
+        if isinstance(item, dict) and "if" in item:
+            branch = item["if"]
+            nested = list(branch.get("then", [])) + list(branch.get("else", []))
+            found.extend(passed_arguments(nested, branch["cond"]))
+        elif isinstance(item, str) and item.startswith("--") and index + 1 < len(args):
+            placeholder = args[index + 1]
+            if isinstance(placeholder, dict) and placeholder.keys() & {"inputValue", "outputPath", "executorInput"}:
+                found.append((item, placeholder, condition))
+    return found
+
+
+def dashed(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_kfp_loads_and_compiles_the_spec(name, tmp_path):
+    from kfp import compiler, components
+
+    component = components.load_component_from_file(str(COMPONENTS / name / "component.yaml"))
+    compiler.Compiler().compile(component, str(tmp_path / f"{name}.yaml"))
+    container = spec_of(name)["implementation"]["container"]
+    assert container["command"] == ["python", "/app/main.py"]
+    assert container["image"] == f"mlops-components/{name}:{(REPO / 'VERSION').read_text().strip()}"
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_inputs_match_the_click_options(name):
+    spec, options = spec_of(name), options_of(name)
+    passed = {placeholder["inputValue"]: (flag, condition)
+              for flag, placeholder, condition in passed_arguments(spec["implementation"]["container"]["args"])
+              if "inputValue" in placeholder}
+    for entry in spec.get("inputs", []):
+        input_name, flag = entry["name"], dashed(entry["name"])
+        assert flag in options, f"{name}: input {input_name} has no option {flag}"
+        option = options[flag]
+        kind = entry.get("type", "String")
+        assert isinstance(option.type, CLICK_TYPES.get(kind, CLICK_TYPES["String"])), (name, flag, kind, option.type)
+        assert not option.is_flag and not option.multiple, f"{name}: {flag} must take one value"
+        required = "default" not in entry and not entry.get("optional", False)
+        assert option.required == required, f"{name}: {flag} required={option.required}, spec says {required}"
+        assert as_text(option.default) == as_text(entry.get("default")), (name, flag, option.default, entry)
+        assert input_name in passed, f"{name}: input {input_name} is never passed to the command"
+        passed_flag, condition = passed[input_name]
+        assert passed_flag == flag
+        if "default" not in entry and entry.get("optional"):  # KFP has no value to pass when it is absent
+            assert condition == {"isPresent": input_name}, f"{name}: pass {flag} only under isPresent"
+    # Every option KFP users could need is an input; only off-by-default CLI switches may stay CLI-only.
+    declared = {dashed(entry["name"]) for entry in spec.get("inputs", [])}
+    missing = {flag for flag, option in options.items() if flag not in declared and not flag.endswith("-output-path")
+               and flag != "--executor-input" and not (option.is_flag and option.default is False)}
+    assert not missing, f"{name}: options without a component input: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_outputs_match_the_output_path_options(name):
+    spec, options = spec_of(name), options_of(name)
+    passed = passed_arguments(spec["implementation"]["container"]["args"])
+    output_paths = {placeholder["outputPath"]: flag for flag, placeholder, _ in passed if "outputPath" in placeholder}
+    executor_input = [flag for flag, placeholder, _ in passed if "executorInput" in placeholder]
+    outputs = spec.get("outputs", [])
+    for entry in outputs:
+        if entry.get("type") in UI_TYPES:
+            assert executor_input == ["--executor-input"] and "--executor-input" in options, entry["name"]
+        else:
+            flag = f"{dashed(entry['name'])}-output-path"
+            assert output_paths.get(entry["name"]) == flag and flag in options, f"{name}: output {entry['name']}"
+            assert not options[flag].required
+    declared = {f"{dashed(entry['name'])}-output-path" for entry in outputs if entry.get("type") not in UI_TYPES}
+    assert {flag for flag in options if flag.endswith("-output-path")} == declared
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_main_py_runs_as_a_script(name):
+    shown = subprocess.run([sys.executable, str(Path(COMPONENTS / name / "main.py")), "--help"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Usage: ")

@@ -1,0 +1,42 @@
+"""Fixtures of the hardening tests: private S3 servers and switching the runtime's S3 client to them."""
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+
+import pytest
+from hardening_support import SeaweedServer
+from mlops_runtime import storage
+
+
+@pytest.fixture(scope="module")
+def private_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """A SeaweedFS of this module's own (never the shared one), running; tests may stop and restart it."""
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs") / "data")
+    server.start()
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def use_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``use_s3(server, attempts=N)`` points the runtime (in-process steps) at ``server``."""
+
+    def switch(server: SeaweedServer, *, attempts: int = 5, access_key: str | None = None,
+               secret_key: str | None = None) -> None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key or server.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key or server.secret_key)
+        monkeypatch.setenv("MLOPS_S3_MAX_ATTEMPTS", str(attempts))
+        fresh_clients()
+
+    yield switch
+    fresh_clients()  # back to the shared server once monkeypatch restores the environment
+
+
+def fresh_clients() -> None:
+    """Forget the runtime's cached client and boto3's default session, which keeps the first credentials it found."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+    storage._s3_client.cache_clear()
