@@ -64,12 +64,19 @@ def git_sha() -> str:
 
 
 def git_source() -> str:
-    """The origin remote as an https URL (for the org.opencontainers.image.source label); '' without one."""
+    """Where the source lives, for the org.opencontainers.image.source label.
+
+    The origin remote as an https URL; else the GitHub Actions repository; else this checkout (file://).
+    """
     url = _git("remote", "get-url", "origin") or ""
     match = re.match(r"^(?:ssh://)?git@([^:/]+)[:/](.+?)(?:\.git)?$", url)
     if match:
         return f"https://{match.group(1)}/{match.group(2)}"
-    return re.sub(r"^(https?://)[^@/]+@", r"\1", url).removesuffix(".git")
+    if url:
+        return re.sub(r"^(https?://)[^@/]+@", r"\1", url).removesuffix(".git")
+    if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
+        return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}"
+    return ROOT.as_uri()
 
 
 def repository(registry: str, step: str) -> str:

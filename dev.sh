@@ -19,7 +19,7 @@ case "${1:-}" in
   demo)
     bash scripts/provision.sh all
     "$PY" build.py --registry "$REGISTRY" --base-image "$MLOPS_BASE_IMAGE" --push --pin-dir "$STATE/specs"
-    "$PY" scripts/demo.py --specs-dir "$STATE/specs"
+    bash scripts/demo.sh "$STATE/specs"
     ;;
   test)
     bash scripts/provision.sh all

@@ -12,6 +12,11 @@ Local runs use kfp.local's DockerRunner on the real step images, with these fixe
 * kfp.local casts every integer input with ``int()`` in ``executor_input_utils.executor_input_to_dict``;
   an optional one left unset (train's ``max_depth``) is null there and ``int(None)`` raises.
   :func:`executor_input_to_dict` drops unset inputs first, so they are absent, as on the cluster.
+* kfp.local's ConditionEvaluator resolves a ``dsl.If`` on ``pipelinechannel--<task>-<output>`` only
+  when the output is named ``Output`` or the name holds ``--``; for any other output (monitoring's
+  ``decide-retrain-retrain``) it logs "Could not resolve parent input" and evaluates the condition as
+  False, silently skipping the branch. :func:`resolve_condition_channel` splits task and output at the
+  last hyphen (task names are hyphenated, output names are not) before falling back to kfp's own.
 * The images run as the non-root uid 10001 (as they do on the cluster), while kfp.local bind-mounts its
   pipeline root from the host at the same path. The root is created world-writable (mode 0o777); the
   containers create everything below it themselves (kfp.local makes no task folders on the host), so
@@ -35,8 +40,10 @@ import docker
 import kfp
 from kfp import compiler, components, local
 from kfp.local import docker_task_handler, executor_input_utils
+from kfp.local.orchestrator.enhanced_dag_orchestrator import ConditionEvaluator
 
 _upstream_executor_input_to_dict = executor_input_utils.executor_input_to_dict
+_upstream_resolve_channel = ConditionEvaluator._resolve_pipeline_channel
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SPECS_DIR = REPO / "components"
 STEP_UID = 10001  # the user the step images run as (their Dockerfiles' USER)
@@ -183,12 +190,26 @@ def executor_input_to_dict(executor_input: Any, component_spec: Any) -> dict[str
     return _upstream_executor_input_to_dict(trimmed, component_spec)
 
 
+def resolve_condition_channel(channel_ref: str, io_store: Any) -> Any:
+    """``ConditionEvaluator._resolve_pipeline_channel`` that also finds ``<task>-<output>`` task outputs."""
+    reference = channel_ref.replace("pipelinechannel--", "")
+    if "--" not in reference and "-" in reference:
+        task_name, key = reference.rsplit("-", 1)
+        try:
+            return io_store.get_task_output(task_name, key)
+        except (KeyError, ValueError):
+            pass
+    return _upstream_resolve_channel(channel_ref, io_store)
+
+
 @contextmanager
 def local_runner_fixes() -> Iterator[None]:
-    """While active, kfp.local uses :func:`run_docker_container` and :func:`executor_input_to_dict`."""
+    """While active, kfp.local uses :func:`run_docker_container`, :func:`executor_input_to_dict` and
+    :func:`resolve_condition_channel`."""
     replaced = [(docker_task_handler, "run_docker_container", run_docker_container),
-                (executor_input_utils, "executor_input_to_dict", executor_input_to_dict)]
-    originals = [(module, name, getattr(module, name)) for module, name, _ in replaced]
+                (executor_input_utils, "executor_input_to_dict", executor_input_to_dict),
+                (ConditionEvaluator, "_resolve_pipeline_channel", staticmethod(resolve_condition_channel))]
+    originals = [(owner, name, owner.__dict__[name]) for owner, name, _ in replaced]
     try:
         for module, name, replacement in replaced:
             setattr(module, name, replacement)

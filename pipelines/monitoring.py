@@ -102,7 +102,9 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                            model_ref="production", tolerance=tolerance, output_dir=f"{run_root}/check_performance")
         batch = performance.outputs["checked_batch_uri"]
         reference = performance.outputs["training_data_uri"]
-        drift = task("detect_drift", reference_uri=reference, current_uri=batch, target_column=target_column,
+        # The reference profile train stored beside the model; its training table only if it has none.
+        drift = task("detect_drift", reference_profile_uri=performance.outputs["reference_profile_uri"],
+                     reference_uri=reference, current_uri=batch, target_column=target_column,
                      drift_share_threshold=drift_share_threshold, critical_features=critical_features,
                      output_dir=f"{run_root}/detect_drift")
         decision = task("decide_retrain", drift_detected=drift.outputs["drift_detected"],
@@ -187,7 +189,7 @@ def submit_command(host: str, experiment: str, run_name: str | None, namespace: 
             run_id = submit(package, host=host, experiment=experiment, arguments=parameters, run_name=run_name,
                             namespace=namespace)
         except Exception as error:  # the client raises urllib3, ApiException, ValueError...
-            training._fail(f"cannot submit to {host}: {type(error).__name__}: {error}")
+            training.fail(f"cannot submit to {host}: {type(error).__name__}: {error}")
     click.echo(f"run_id: {run_id}")
 
 
@@ -206,7 +208,7 @@ def run_local_command(specs_dir: Path | None, pipeline_root: Path | None, **para
     try:
         outputs = run_local(pipeline, parameters, pipeline_root=pipeline_root)
     except (RuntimeError, ValueError) as error:
-        training._fail(str(error))
+        training.fail(str(error))
     elapsed = time.monotonic() - started
     click.echo(f"pipeline: {PIPELINE_NAME} succeeded in {elapsed:.1f}s")
     for line in summary_lines(outputs, parameters["registry_uri"], parameters["model_name"]):

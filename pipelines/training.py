@@ -179,7 +179,7 @@ def submit_command(host: str, experiment: str, run_name: str | None, namespace: 
             run_id = submit(package, host=host, experiment=experiment, arguments=parameters, run_name=run_name,
                             namespace=namespace)
         except Exception as error:  # the client raises urllib3, ApiException, ValueError...
-            _fail(f"cannot submit to {host}: {type(error).__name__}: {error}")
+            fail(f"cannot submit to {host}: {type(error).__name__}: {error}")
     click.echo(f"run_id: {run_id}")
 
 
@@ -198,7 +198,7 @@ def run_local_command(specs_dir: Path | None, pipeline_root: Path | None, **para
     try:
         outputs = run_local(pipeline, parameters, pipeline_root=pipeline_root)
     except (RuntimeError, ValueError) as error:  # a failed task; an unusable --pipeline-root
-        _fail(str(error))
+        fail(str(error))
     elapsed = time.monotonic() - started
     click.echo(f"pipeline: {PIPELINE_NAME} succeeded in {elapsed:.1f}s")
     for line in summary_lines(outputs):
@@ -219,7 +219,8 @@ def summary_lines(outputs: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
+    """Print one ``error:`` line (kfp.local's colours removed) and exit 1."""
     plain = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(message.split()))  # kfp.local colours its messages
     click.echo(f"error: {plain}", err=True)
     sys.exit(1)

@@ -1,45 +1,17 @@
-"""Shared fixtures: the real S3 server, per-test prefixes, and in-process step invocation."""
+"""Shared fixtures: the real S3 server, per-test prefixes, in-process steps and the built images."""
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
+import subprocess
 import sys
 import uuid
-from pathlib import Path
-from types import ModuleType
 
 import pytest
-from click.testing import CliRunner, Result
 
-REPO = Path(__file__).resolve().parents[1]
-COMPONENTS = REPO / "components"
-S3_ENDPOINT = os.environ.get("MLOPS_TEST_S3_ENDPOINT", "http://127.0.0.1:8333")
-TEST_BUCKET = os.environ.get("MLOPS_TEST_BUCKET", "mlops-test")
-S3_ENV = {
-    "AWS_ENDPOINT_URL": S3_ENDPOINT,
-    "AWS_ACCESS_KEY_ID": "mlops-test",
-    "AWS_SECRET_ACCESS_KEY": "mlops-test-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "MLOPS_S3_MAX_ATTEMPTS": "3",
-}
+from tests.support import BASE_IMAGE, REGISTRY, REPO, S3_ENDPOINT, S3_ENV, TEST_BUCKET, BuiltImages, run_step
 
-
-def step_names() -> list[str]:
-    """Every component directory that holds a step (a main.py beside a component.yaml)."""
-    return sorted(p.parent.name for p in COMPONENTS.glob("*/component.yaml") if (p.parent / "main.py").is_file())
-
-
-def load_step(name: str) -> ModuleType:
-    """Import components/<name>/main.py as module ``step_<name>`` (step directories are not packages)."""
-    module_name = f"step_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, COMPONENTS / name / "main.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+BUILD_TIMEOUT_S = 1800
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,46 +37,13 @@ def s3_prefix(request: pytest.FixtureRequest) -> str:
     return f"s3://{TEST_BUCKET}/{safe}-{uuid.uuid4().hex[:8]}"
 
 
-def run_step(name: str, *args: str, env: dict[str, str] | None = None) -> Result:
-    """Run a step in-process exactly as its CLI would, returning exit code, stdout and stderr."""
-    module = load_step(name)
-    return CliRunner().invoke(module.cli, [str(a) for a in args], env=env, catch_exceptions=False)
-
-
 @pytest.fixture
 def step():
     return run_step
 
 
-# --- Step images: built once per session by build.py, pushed to the local registry, specs pinned ---
-REGISTRY = os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000")
-BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", f"{REGISTRY}/mlops-components/python-base:3.11-bookworm")
-BUILD_TIMEOUT_S = 1800
-
-
-class BuiltImages:
-    """What ``build.py --push --pin-dir`` produced for this session.
-
-    ``specs_dir / <step> / component.yaml`` is each step's spec pinned to its pushed digest and
-    ``images[step]`` that pinned reference (``<registry>/mlops-components/<step>:<version>@sha256:...``);
-    ``tags[step]`` are the tags it was pushed under.
-    """
-
-    def __init__(self, specs_dir: Path, images: dict[str, str], tags: dict[str, list[str]], version: str) -> None:
-        self.specs_dir = specs_dir
-        self.images = images
-        self.tags = tags
-        self.version = version
-
-    def spec(self, step: str) -> Path:
-        return self.specs_dir / step / "component.yaml"
-
-
 @pytest.fixture(scope="session")
 def built_images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
-    import json
-    import subprocess
-
     specs_dir = tmp_path_factory.mktemp("pinned-specs")
     command = [sys.executable, str(REPO / "build.py"), "--registry", REGISTRY, "--base-image", BASE_IMAGE,
                "--push", "--pin-dir", str(specs_dir), "--progress", "plain"]

@@ -24,9 +24,10 @@ from typing import Any
 
 import click
 import pandas as pd
+
 from mlops_runtime import journal, metrics, models, outputs, step_io, storage
-from mlops_runtime.cli import executor_input_option, output_path_option, step
-from mlops_runtime.errors import BadInputError, ComponentError, ModelError, UsageError
+from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
+from mlops_runtime.errors import BadInputError, ComponentError, UsageError
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
 from mlops_runtime.registry import METRICS_FILE, ModelRegistry
@@ -113,6 +114,17 @@ def complete_rows(table: pd.DataFrame, card: dict[str, Any]) -> tuple[pd.DataFra
     return kept, len(table) - len(kept)
 
 
+def comparable(record: dict[str, Any], metric: str) -> bool:
+    """Whether an earlier history record is a check of ``metric`` with every field the report draws."""
+    try:
+        dt.datetime.fromisoformat(record["checked_at"])
+        numbers = [record["value"], record["baseline"], record["tolerance"], record["ci"]["lower"],
+                   record["ci"]["upper"]]
+        return record["metric"] == metric and all(_number(n) is not None for n in numbers)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 # ------------------------------------------------------------------------------------------ report
 
 def history_png(history: list[dict[str, Any]], metric: str) -> bytes:
@@ -124,8 +136,8 @@ def history_png(history: list[dict[str, Any]], metric: str) -> bytes:
 
     times = [dt.datetime.fromisoformat(r["checked_at"]) for r in history]
     values = [r["value"] for r in history]
-    lower = [r["value"] - r["ci"]["lower"] for r in history]
-    upper = [r["ci"]["upper"] - r["value"] for r in history]
+    lower = [max(0.0, r["value"] - r["ci"]["lower"]) for r in history]
+    upper = [max(0.0, r["ci"]["upper"] - r["value"]) for r in history]
     figure, axes = plt.subplots(figsize=(8, 3.6), dpi=100)
     axes.step(times, [r["baseline"] for r in history], where="post", color="#2b7a2b", label="baseline")
     axes.step(times, [r["baseline"] - r["tolerance"] for r in history], where="post", color="#c77c02",
@@ -233,11 +245,11 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
                    "registry].")
 @click.option("--metric", type=click.Choice(metrics.SCALAR_METRICS), default="accuracy", show_default=True,
               help="Metric the verdict is about.")
-@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+@click.option("--tolerance", type=FloatRange(0, 1), default=0.05, show_default=True,
               help="Largest acceptable absolute drop of the metric below the baseline.")
 @click.option("--n-bootstrap", type=click.IntRange(100, 10000), default=1000, show_default=True,
               help="Bootstrap resamples of the batch for the confidence interval.")
-@click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+@click.option("--confidence", type=FloatRange(0.5, 0.999), default=0.95, show_default=True,
               help="Confidence level of the two-sided percentile interval.")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed of the bootstrap: the same batch and seed give the same interval.")
@@ -249,6 +261,8 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
 @output_path_option("checked_batch_uri", "URI of the batch that was checked (resolved when a folder was given).")
 @output_path_option("training_data_uri", "The checked model's training table, from its card ('' if unrecorded): "
                                          "the reference for drift detection and retraining.")
+@output_path_option("reference_profile_uri", "The checked model's drift reference profile, stored beside it "
+                                             "('' if it has none): the reference for drift detection.")
 @click.option("--report-output-path", type=click.Path(dir_okay=False), default=None,
               help="File to write a copy of the HTML report to (KFP outputPath of the HTML artifact 'report').")
 def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: str, model_uri: str | None,
@@ -256,15 +270,13 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         confidence: float, random_state: int, output_dir: str, executor_input: str | None,
         degraded_output_path: str | None, accuracy_output_path: str | None, report_uri_output_path: str | None,
         checked_batch_uri_output_path: str | None, training_data_uri_output_path: str | None,
-        report_output_path: str | None) -> None:
+        reference_profile_uri_output_path: str | None, report_output_path: str | None) -> None:
     performance_uri = step_io.output_uri(output_dir, PERFORMANCE_FILE)
     report_uri = step_io.output_uri(output_dir, REPORT_FILE)
     model_uri, entry, registry = resolve_model(model_uri or None, registry_uri or None, model_name, model_ref)
     model_label = "--model-uri" if registry is None else "--registry-uri"
-    model, card = models.load_model(model_uri, label=model_label)
-    model_bytes = storage.read_bytes(model_uri, label=model_label)
-    if storage.sha256_hex(model_bytes) != card["model_sha256"]:
-        raise ModelError(f"{model_uri}: the model file changed while it was being read", label=model_label)
+    stored = models.load_stored_model(model_uri, label=model_label)
+    model, card = stored.model, stored.card
     baseline, baseline_source = baseline_metrics(metric, model_uri, card, entry, baseline_metrics_uri or None)
 
     batch_uri = resolve_batch(batch_uri)
@@ -283,6 +295,9 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
     degraded, reason = verdict(value, low, high, baseline, tolerance)
 
     training_data_uri = str((card.get("training_data") or {}).get("uri") or "")
+    reference_profile_uri = models.profile_uri_for(model_uri)
+    if not storage.exists(reference_profile_uri):
+        reference_profile_uri = ""
     history_uri = history_uri or (storage.join(registry.base, HISTORY_DIR) if registry else None)
     checked_at = dt.datetime.now(dt.UTC)
     parameters = {"metric": metric, "tolerance": tolerance, "n_bootstrap": n_bootstrap, "confidence": confidence,
@@ -298,9 +313,10 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         "drop": baseline - value, "degraded": degraded, "reason": reason, "metrics": scores,
         "report_uri": report_uri, "history_uri": history_uri,
         "lineage": lineage("check_performance", parameters,
-                           [batch_record, input_record(model_label, model_uri, model_bytes)]),
+                           [batch_record, input_record(model_label, model_uri, stored.model_bytes)]),
     }
-    history = (journal.read_recent(history_uri, HISTORY_PLOTTED - 1) if history_uri else []) + [result]
+    earlier = journal.read_recent(history_uri, HISTORY_PLOTTED - 1) if history_uri else []
+    history = [record for record in earlier if comparable(record, metric)] + [result]
     report = report_html(result, history)
 
     with outputs.publication(output_dir, lineage=result["lineage"]) as out:
@@ -309,7 +325,8 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         out.put_json(performance_uri, {**result, "history_record_uri": record_uri}, label="--output-dir")
         out.put(report_uri, report, label="--output-dir")
         values = {"degraded": degraded, "accuracy": float(scores["accuracy"]), "report_uri": report_uri,
-                  "checked_batch_uri": batch_uri, "training_data_uri": training_data_uri}
+                  "checked_batch_uri": batch_uri, "training_data_uri": training_data_uri,
+                  "reference_profile_uri": reference_profile_uri}
         ui_metrics = {name: scores[name] for name in metrics.SCALAR_METRICS}
         ui_metrics.update({f"baseline_{metric}": baseline, f"{metric}_ci_lower": low, f"{metric}_ci_upper": high,
                            "degraded": float(degraded)})
@@ -320,7 +337,8 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         outputs.write_parameter_outputs({name: (path, values[name]) for name, path in (
             ("degraded", degraded_output_path), ("accuracy", accuracy_output_path),
             ("report_uri", report_uri_output_path), ("checked_batch_uri", checked_batch_uri_output_path),
-            ("training_data_uri", training_data_uri_output_path))})
+            ("training_data_uri", training_data_uri_output_path),
+            ("reference_profile_uri", reference_profile_uri_output_path))})
         if report_output_path:
             write_file(report_output_path, report)
     log.info("%s %s: %s = %.4f, interval [%.4f, %.4f], baseline %.4f: %s", "DEGRADED" if degraded else "ok",

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 import pandas as pd
+
 from mlops_runtime import journal, models, outputs, step_io, storage, tables
 from mlops_runtime.cli import output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError

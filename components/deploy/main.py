@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+
 from mlops_runtime import models, outputs, step_io, storage
-from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.cli import FloatRange, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError
 from mlops_runtime.log import get_logger
 from mlops_runtime.registry import ModelRegistry, Production
 
 APPROVED = "Model approved for production"
 REJECTED = "Model needs improvement"
-PROFILE_FILE = "reference_profile.json"
+PROFILE_FILE = models.PROFILE_FILE
 SCALAR_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "n_samples")
 MAX_PROMOTION_ATTEMPTS = 5
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -39,19 +40,20 @@ class Candidate:
 
 def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
     """The model (verified and loadable), its card, its metrics and its reference profile, if any."""
-    _model, card = models.load_model(model_uri, label="--model-uri")
-    model_bytes = storage.read_bytes(model_uri, label="--model-uri")
-    card_bytes = storage.read_bytes(models.card_uri_for(model_uri), label="--model-uri")
-    if storage.sha256_hex(model_bytes) != card["model_sha256"] or json.loads(card_bytes) != card:
-        raise ModelError(f"{model_uri}: the model or its card changed while being read", label="--model-uri")
+    stored = models.load_stored_model(model_uri, label="--model-uri")
+    card, model_bytes, card_bytes = stored.card, stored.model_bytes, stored.card_bytes
     extra_files = {}
-    profile_uri = storage.join(model_uri.rsplit("/", 1)[0], PROFILE_FILE) if "/" in model_uri else PROFILE_FILE
+    profile_uri = models.profile_uri_for(model_uri)
     try:
         has_profile = storage.exists(profile_uri)
     except ComponentError as error:
         raise error.about("--model-uri") from None
     if has_profile:
         extra_files[PROFILE_FILE] = storage.read_bytes(profile_uri, label="--model-uri")
+        expected = card.get("reference_profile", {}).get("sha256")
+        if expected and storage.sha256_hex(extra_files[PROFILE_FILE]) != expected:
+            raise ModelError(f"{profile_uri}: the reference profile does not match the model card's sha256",
+                             label="--model-uri")
         try:
             json.loads(extra_files[PROFILE_FILE])
         except ValueError:
@@ -141,19 +143,6 @@ def entry_record(candidate: Candidate, threshold: float, reason: str) -> dict[st
             "test_data": candidate.metrics.get("test_data")}
 
 
-class Fraction(click.FloatRange):
-    """A float in [0, 1]; click.FloatRange alone lets NaN through (every comparison with NaN is false)."""
-
-    def __init__(self) -> None:
-        super().__init__(0, 1)
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a number in the range 0<=x<=1.", param, ctx)
-        return number
-
-
 def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     if not MODEL_NAME.match(value):
         raise click.BadParameter("use letters, digits, '.', '_' or '-' (starting with a letter or digit)")
@@ -167,7 +156,7 @@ def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -
 @click.option("--registry-uri", required=True, help="URI prefix (s3://... or a local folder) of the model registry.")
 @click.option("--model-name", default="classifier", show_default=True, callback=check_model_name,
               help="Name of the model in the registry.")
-@click.option("--threshold", type=Fraction(), default=0.9, show_default=True,
+@click.option("--threshold", type=FloatRange(0, 1), default=0.9, show_default=True,
               help="Minimum accuracy, exclusive: the model must be strictly better.")
 # A value-taking option (bare flag = true) because KFP can only pass a Boolean input as a value.
 @click.option("--compare-to-production", type=click.BOOL, is_flag=False, flag_value=True, default=False,

@@ -5,8 +5,9 @@ from contextlib import ExitStack
 from typing import Any
 
 import click
+
 from mlops_runtime import drift, outputs, step_io, storage
-from mlops_runtime.cli import executor_input_option, output_path_option, step
+from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
 from mlops_runtime.drift_report import render_html
 from mlops_runtime.lineage import input_record, lineage
@@ -18,8 +19,8 @@ DEFAULTS = drift.Thresholds()
 
 log = get_logger("detect_drift")
 
-_POSITIVE = click.FloatRange(min=0, min_open=True)
-_SHARE = click.FloatRange(min=0, max=1, min_open=True)
+_POSITIVE = FloatRange(min=0, min_open=True)
+_SHARE = FloatRange(min=0, max=1, min_open=True)
 
 
 def names(text: str) -> list[str]:
@@ -32,9 +33,11 @@ def names(text: str) -> list[str]:
                            "categorical ones, a two-proportion test of missing rates; Benjamini-Hochberg corrected. "
                            "Writes <output-dir>/drift_report.json and <output-dir>/drift_report.html.")
 @click.option("--reference-uri", default=None,
-              help="Reference table (Parquet or CSV; s3:// or a local path). Give this or --reference-profile-uri.")
+              help="Reference table (Parquet or CSV; s3:// or a local path); used when no --reference-profile-uri "
+                   "is given (empty means none).")
 @click.option("--reference-profile-uri", default=None,
-              help="Reference profile JSON (from mlops_runtime.drift.write_profile, e.g. written by train).")
+              help="Reference profile JSON (mlops_runtime.drift.write_profile; train writes one beside each model); "
+                   "preferred over --reference-uri when both are given (empty means none).")
 @click.option("--current-uri", required=True, help="Current table (Parquet or CSV) with the reference's columns.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @click.option("--target-column", default="target", show_default=True,
@@ -53,7 +56,7 @@ def names(text: str) -> list[str]:
               help="Share of current rows with categories unseen in the reference at or above which it counts.")
 @click.option("--missing-rate-threshold", type=_SHARE, default=DEFAULTS.missing_rate, show_default=True,
               help="Absolute change in a feature's missing-value rate at or above which it counts.")
-@click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=DEFAULTS.alpha,
+@click.option("--alpha", type=FloatRange(min=0, max=1, min_open=True, max_open=True), default=DEFAULTS.alpha,
               show_default=True, help="False discovery rate: a check needs a Benjamini-Hochberg q-value below it.")
 @click.option("--drift-share-threshold", type=_SHARE, default=DEFAULTS.drift_share, show_default=True,
               help="Share of drifted features at or above which the dataset drifts.")
@@ -68,8 +71,11 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
         alpha: float, drift_share_threshold: float, executor_input: str | None, drift_detected_output_path: str | None,
         drift_share_output_path: str | None, report_uri_output_path: str | None,
         html_report_uri_output_path: str | None) -> None:
-    if (reference_uri is None) == (reference_profile_uri is None):
-        raise click.UsageError("give exactly one of --reference-uri and --reference-profile-uri")
+    # A pipeline passes both (the production model's profile, its training table as the fallback).
+    reference_profile_uri = reference_profile_uri or None
+    reference_uri = None if reference_profile_uri else (reference_uri or None)
+    if reference_uri is None and reference_profile_uri is None:
+        raise click.UsageError("give --reference-profile-uri or --reference-uri")
     report_uri = step_io.output_uri(output_dir, REPORT_FILE)
     html_uri = step_io.output_uri(output_dir, HTML_FILE)
     thresholds = drift.Thresholds(psi=psi_threshold, wasserstein=wasserstein_threshold, jensen_shannon=js_threshold,
@@ -103,7 +109,7 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
     report["lineage"] = lineage("detect_drift", parameters, [reference_record, current_record])
     page = render_html(report).encode()
     dataset = report["dataset"]
-    with outputs.publication() as out:
+    with outputs.publication(output_dir, lineage=report["lineage"]) as out:
         out.put_json(report_uri, report, label="--output-dir")
         out.put(html_uri, page, label="--output-dir")
         outputs.write_parameter_outputs({

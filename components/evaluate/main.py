@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 import click
-from mlops_runtime import models, outputs, step_io, storage
+
+from mlops_runtime import models, outputs, step_io
 from mlops_runtime.cli import executor_input_option, output_path_option, step
-from mlops_runtime.errors import BadInputError, ModelError
-from mlops_runtime.lineage import input_record, lineage
+from mlops_runtime.errors import BadInputError
+from mlops_runtime.lineage import lineage
 from mlops_runtime.metrics import SCALAR_METRICS, aligned_features, compute_metrics
 
 METRICS_FILE = "metrics.json"
@@ -37,10 +38,8 @@ def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | No
         metrics_uri_output_path: str | None, accuracy_output_path: str | None) -> None:
     executor_input = parse_executor_input(executor_input)
     metrics_uri = step_io.output_uri(output_dir, METRICS_FILE)
-    model, card = models.load_model(model_uri, label="--model-uri")
-    model_bytes = storage.read_bytes(model_uri, label="--model-uri")
-    if storage.sha256_hex(model_bytes) != card["model_sha256"]:
-        raise ModelError(f"{model_uri}: the model file changed while it was being read", label="--model-uri")
+    model, card = models.load_model(model_uri, label="--model-uri")  # sha256 verified against the card
+    model_record = {"name": "--model-uri", "uri": model_uri, "sha256": card["model_sha256"]}
     table, test_record = step_io.read_input_table(test_uri, label="--test-uri")
     # The same code check_performance scores production batches with, so the numbers compare.
     features, target = aligned_features(table, card, test_uri, label="--test-uri")
@@ -51,19 +50,18 @@ def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | No
         "model_uri": model_uri,
         "model_sha256": card["model_sha256"],
         "test_data": {"uri": test_uri, "sha256": test_record["sha256"]},
-        "lineage": lineage("evaluate", {"model_uri": model_uri, "test_uri": test_uri},
-                           [input_record("--model-uri", model_uri, model_bytes), test_record]),
+        "lineage": lineage("evaluate", {"model_uri": model_uri, "test_uri": test_uri}, [model_record, test_record]),
     }
-    with outputs.publication() as out:
+    with outputs.publication(output_dir, lineage=document["lineage"]) as out:
         out.put_json(metrics_uri, document, label="--output-dir")
-        values = {"metrics_uri": metrics_uri, "accuracy": metrics["accuracy"]}
-        outputs.write_executor_output(
-            executor_input,
-            metrics={name: metrics[name] for name in SCALAR_METRICS},
-            confusion_matrix=(metrics["confusion_matrix"]["labels"], metrics["confusion_matrix"]["matrix"]),
-            parameters=values)
-        outputs.write_parameter_outputs({"metrics_uri": (metrics_uri_output_path, metrics_uri),
-                                         "accuracy": (accuracy_output_path, metrics["accuracy"])})
+    values = {"metrics_uri": metrics_uri, "accuracy": metrics["accuracy"]}
+    outputs.write_executor_output(
+        executor_input,
+        metrics={name: metrics[name] for name in SCALAR_METRICS},
+        confusion_matrix=(metrics["confusion_matrix"]["labels"], metrics["confusion_matrix"]["matrix"]),
+        parameters=values)
+    outputs.write_parameter_outputs({"metrics_uri": (metrics_uri_output_path, metrics_uri),
+                                     "accuracy": (accuracy_output_path, metrics["accuracy"])})
     step_io.print_outputs(values)
 
 

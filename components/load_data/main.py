@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+
 from mlops_runtime import datasets, outputs, step_io, tables
 from mlops_runtime.cli import output_path_option, step
 from mlops_runtime.lineage import input_record, lineage
@@ -39,11 +40,12 @@ def cli(dataset: str, source_uri: str | None, target_column: str, output_dir: st
         # The table's own digest identifies the bundled data (it changes if scikit-learn's copy ever does).
         record = input_record("--dataset", f"sklearn.datasets.load_{dataset}", tables.table_bytes(table))
         parameters = {"dataset": dataset, "source_uri": None, "target_column": target_column}
-    payload = tables.table_bytes(table, step_io.lineage_metadata(lineage("load_data", parameters, [record])))
+    step_lineage = lineage("load_data", parameters, [record])
+    payload = tables.table_bytes(table, step_io.lineage_metadata(step_lineage))
 
-    with outputs.publication() as out:
+    with outputs.publication(output_dir, lineage=step_lineage) as out:
         out.put(data_uri, payload, label="--output-dir")
-        outputs.write_parameter_outputs({"data_uri": (data_uri_output_path, data_uri)})
+    outputs.write_parameter_outputs({"data_uri": (data_uri_output_path, data_uri)})
     log.info("wrote %s: %d rows, %d columns", data_uri, table.shape[0], table.shape[1])
     step_io.print_outputs({"data_uri": data_uri})
 

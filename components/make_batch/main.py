@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import click
 import numpy as np
 import pandas as pd
+
 from mlops_runtime import datasets, outputs, step_io, tables
-from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.cli import FloatRange, output_path_option, step
 from mlops_runtime.errors import BadInputError, UsageError
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
@@ -165,7 +166,7 @@ def load_source(source_uri: str | None, dataset: str | None, target_column: str)
               help="Shift features, relative to the source: mean=+0.5 (in standard deviations), scale=2 (spread "
                    "around the mean), swap=A/B (exchange two categories), nan=0.1 (fraction made missing). "
                    "Several shifts are separated by ';' and applied in order.")
-@click.option("--label-noise", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--label-noise", type=FloatRange(0, 1), default=0.0, show_default=True,
               help="Fraction of rows whose label is replaced by another class (concept shift).")
 # A value-taking option (bare flag = true) because KFP can only pass a Boolean input as a value.
 @click.option("--with-labels", type=click.BOOL, is_flag=False, flag_value=True, default=True, show_default=True,

@@ -5,8 +5,9 @@ import math
 
 import click
 import pandas as pd
+
 from mlops_runtime import outputs, step_io, tables
-from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.cli import FloatRange, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -40,7 +41,7 @@ def check_stratifiable(target: pd.Series, test_size: float, *, uri: str) -> None
 @click.option("--data-uri", required=True, help="Table to split (CSV or Parquet; s3://bucket/key or a local path).")
 @click.option("--target-column", default="target", show_default=True,
               help="Label column; the split is stratified on it.")
-@click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+@click.option("--test-size", type=FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
               help="Fraction of the rows in the test set, in (0, 1), rounded up to whole rows.")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
               help="Seed of the shuffle: the same table and seed always give the same split.")
@@ -61,15 +62,16 @@ def cli(data_uri: str, target_column: str, test_size: float, random_state: int, 
     train, test = train_test_split(table, test_size=test_size, random_state=random_state, stratify=target)
     parameters = {"data_uri": data_uri, "target_column": target_column, "test_size": test_size,
                   "random_state": random_state}
-    metadata = step_io.lineage_metadata(lineage("split", parameters, [record]))
+    step_lineage = lineage("split", parameters, [record])
+    metadata = step_io.lineage_metadata(step_lineage)
     train_bytes = tables.table_bytes(train.reset_index(drop=True), metadata)
     test_bytes = tables.table_bytes(test.reset_index(drop=True), metadata)
 
-    with outputs.publication() as out:
+    with outputs.publication(output_dir, lineage=step_lineage) as out:
         out.put(train_uri, train_bytes, label="--output-dir")
         out.put(test_uri, test_bytes, label="--output-dir")
-        outputs.write_parameter_outputs({"train_uri": (train_uri_output_path, train_uri),
-                                         "test_uri": (test_uri_output_path, test_uri)})
+    outputs.write_parameter_outputs({"train_uri": (train_uri_output_path, train_uri),
+                                     "test_uri": (test_uri_output_path, test_uri)})
     log.info("wrote %s (%d rows) and %s (%d rows)", train_uri, len(train), test_uri, len(test))
     step_io.print_outputs({"test_uri": test_uri, "train_uri": train_uri})
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from mlops_runtime import models, outputs, step_io, storage, tables
+
+from mlops_runtime import drift, models, outputs, step_io, storage, tables
 from mlops_runtime.cli import output_path_option, step
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -68,13 +69,18 @@ def cli(train_uri: str, target_column: str, n_estimators: int, max_depth: int | 
 
     parameters = {"train_uri": train_uri, "target_column": target_column, "n_estimators": n_estimators,
                   "max_depth": max_depth, "random_state": random_state}
+    # The drift reference, computed once here so monitoring never re-reads the training data.
+    profile = outputs.json_bytes(drift.build_profile(table, target_column=target_column))
+    step_lineage = lineage("train", parameters, [record])
     card = model_card(model, payload, target_column=target_column, n_rows=len(table), training_record=record,
                       class_counts={str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))},
-                      lineage_record=lineage("train", parameters, [record]))
-    with outputs.publication() as out:
+                      lineage_record=step_lineage)
+    card["reference_profile"] = {"file": models.PROFILE_FILE, "sha256": storage.sha256_hex(profile)}
+    with outputs.publication(output_dir, lineage=step_lineage) as out:
         out.put(model_uri, payload, label="--output-dir")
+        out.put(models.profile_uri_for(model_uri), profile, label="--output-dir")
         out.put_json(card_uri, card, label="--output-dir")
-        outputs.write_parameter_outputs({"model_uri": (model_uri_output_path, model_uri)})
+    outputs.write_parameter_outputs({"model_uri": (model_uri_output_path, model_uri)})
     log.info("wrote %s (%d trees, %d features, %d classes, %d rows) and %s", model_uri, n_estimators,
              features.shape[1], len(counts), len(table), card_uri)
     step_io.print_outputs({"model_uri": model_uri})

@@ -6,9 +6,10 @@ The model and its card are written as train writes them (canonical skops bytes, 
 from __future__ import annotations
 
 import pandas as pd
-from mlops_runtime import lineage, models, outputs, storage, tables
 from sklearn import datasets
 from sklearn.ensemble import RandomForestClassifier
+
+from mlops_runtime import lineage, models, outputs, storage, tables
 
 TARGET = "target"
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from click.testing import Result
+
 from mlops_runtime import storage
 from mlops_runtime.errors import ExitCode
 

@@ -8,13 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import load_step
 from gate_fixtures import TARGET, fit_forest, iris, put_table, relabelled, write_model
+from sklearn.metrics import accuracy_score, f1_score
+from step_checks import assert_refused, run_process
+
 from mlops_runtime import outputs, storage
 from mlops_runtime.errors import ExitCode
 from mlops_runtime.registry import ModelRegistry
-from sklearn.metrics import accuracy_score, f1_score
-from step_checks import assert_refused, run_process
+from tests.support import load_step
 
 MODEL = "iris"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -90,7 +91,8 @@ def test_healthy_batch(step, base, model, tmp_path):
                    "--report-output-path", kfp / "report.html")
     assert result.exit_code == 0, result.stderr
     expected = {"accuracy": 0.975, "checked_batch_uri": batch_uri, "degraded": False,
-                "report_uri": f"{out}/performance_report.html", "training_data_uri": f"{base}/train.parquet"}
+                "report_uri": f"{out}/performance_report.html", "training_data_uri": f"{base}/train.parquet",
+                "reference_profile_uri": ""}  # this fixture model has no reference profile beside it
     assert result.stdout.splitlines() == [json.dumps(expected, sort_keys=True)]
     assert (kfp / "degraded").read_text() == "false" and (kfp / "accuracy").read_text() == "0.975"
     assert (kfp / "report_uri").read_text() == expected["report_uri"]
@@ -179,6 +181,7 @@ def test_history_grows_one_object_per_check_across_versions(step, base, model):
     assert report.count("<td>degraded</td>") == 1 and report.count("<td>ok</td>") == 2
 
 
+@pytest.mark.slow
 def test_concurrent_checks_never_overwrite_each_other(s3_prefix, model):
     """Three processes check at once against S3 (where concurrent writers are the norm)."""
     base = s3_prefix

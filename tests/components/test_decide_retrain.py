@@ -9,10 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from gate_fixtures import TARGET, fit_forest, iris, put_table, write_model
+from step_checks import assert_refused
+
 from mlops_runtime import outputs, step_io, storage
 from mlops_runtime.errors import ExitCode
 from mlops_runtime.registry import ModelRegistry
-from step_checks import assert_refused
 
 MODEL = "iris"
 

@@ -10,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from conftest import load_step
 from gate_fixtures import fit_forest, iris, listing, put_table, relabelled, write_model
+from step_checks import COMPONENTS, assert_refused
+
 from mlops_runtime import models, storage
 from mlops_runtime.errors import ExitCode
 from mlops_runtime.registry import ModelRegistry
-from step_checks import COMPONENTS, assert_refused
+from tests.support import load_step
 
 APPROVED = "Model approved for production"
 REJECTED = "Model needs improvement"

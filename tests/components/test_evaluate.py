@@ -5,11 +5,12 @@ import json
 
 import pytest
 from gate_fixtures import TARGET, fit_forest, iris, put_table, write_model
-from mlops_runtime import models, storage
-from mlops_runtime.errors import ExitCode
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 from sklearn.model_selection import train_test_split
 from step_checks import assert_refused, run_process
+
+from mlops_runtime import models, outputs, storage
+from mlops_runtime.errors import ExitCode
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -71,7 +72,8 @@ def test_metrics_match_sklearn(step, base, trained, tmp_path):
     assert result.stdout.splitlines() == [json.dumps({"accuracy": accuracy, "metrics_uri": f"{out}/metrics.json"})]
     assert parameters["metrics_uri"].read_bytes() == f"{out}/metrics.json".encode()
     assert parameters["accuracy"].read_bytes() == repr(accuracy).encode()
-    assert storage.list_uris(out) == [f"{out}/metrics.json"]
+    assert storage.list_uris(out) == [f"{out}/_manifest.json", f"{out}/metrics.json"]
+    assert [o["name"] for o in outputs.verify_published(out)["objects"]] == ["metrics.json"]
 
     metrics = json.loads(storage.read_bytes(f"{out}/metrics.json"))
     assert metrics["accuracy"] == accuracy

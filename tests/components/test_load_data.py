@@ -7,10 +7,11 @@ import warnings
 
 import pandas as pd
 import pytest
-from mlops_runtime import storage, tables
-from mlops_runtime.step_io import read_lineage
 from sklearn import datasets
 from step_checks import assert_refused, assert_succeeded, run_process
+
+from mlops_runtime import outputs, storage, tables
+from mlops_runtime.step_io import read_lineage
 
 SHAPES = {"iris": (150, 5), "wine": (178, 14), "breast_cancer": (569, 31), "digits": (1797, 65)}
 
@@ -37,7 +38,8 @@ def test_bundled_dataset_renames_the_label_and_records_lineage(step, base, tmp_p
                   "--data-uri-output-path", parameter)
     data_uri = f"{out}/data.parquet"
     assert_succeeded(result, {"data_uri": data_uri}, {"data_uri": parameter})
-    assert storage.list_uris(out) == [data_uri]
+    assert storage.list_uris(out) == [f"{out}/_manifest.json", data_uri]
+    assert [o["uri"] for o in outputs.verify_published(out)["objects"]] == [data_uri]
 
     table, lineage = read_output(data_uri)
     assert list(tables.table_metadata(storage.read_bytes(data_uri))) == ["mlops.lineage"]

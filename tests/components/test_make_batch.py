@@ -8,9 +8,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from gate_fixtures import TARGET, iris, put_table
+from step_checks import assert_refused, assert_succeeded
+
 from mlops_runtime import outputs, step_io, storage, tables
 from mlops_runtime.errors import ExitCode
-from step_checks import assert_refused, assert_succeeded
 
 PETAL = "petal length (cm)"
 SEPAL = "sepal width (cm)"

@@ -10,7 +10,8 @@ from typing import Any
 import click
 import pytest
 import yaml
-from conftest import COMPONENTS, REPO, load_step, step_names
+
+from tests.support import COMPONENTS, REPO, load_step, step_names
 
 PARAMETER_TYPES = {"String", "Integer", "Float", "Boolean"}
 UI_TYPES = {"Metrics", "ClassificationMetrics"}  # filled through --executor-input, not an output path

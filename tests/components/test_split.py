@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mlops_runtime import storage, tables
-from mlops_runtime.step_io import read_lineage
 from sklearn import datasets
 from step_checks import assert_refused, assert_succeeded, run_process
+
+from mlops_runtime import outputs, storage, tables
+from mlops_runtime.step_io import read_lineage
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -48,7 +49,8 @@ def test_split_is_stratified_and_complete(step, base, tmp_path):
                   "--train-uri-output-path", parameters["train_uri"], "--test-uri-output-path", parameters["test_uri"])
     expected = {"train_uri": f"{out}/train.parquet", "test_uri": f"{out}/test.parquet"}
     assert_succeeded(result, expected, parameters)
-    assert storage.list_uris(out) == sorted(expected.values())
+    assert storage.list_uris(out) == sorted([*expected.values(), f"{out}/_manifest.json"])
+    assert sorted(o["uri"] for o in outputs.verify_published(out)["objects"]) == sorted(expected.values())
 
     train, test = read(expected["train_uri"]), read(expected["test_uri"])
     assert (len(train), len(test)) == (120, 30)

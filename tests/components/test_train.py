@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from mlops_runtime import models, storage, tables
-from mlops_runtime.errors import ExitCode, ModelError
 from sklearn import datasets
 from step_checks import assert_refused, assert_succeeded, run_process
+
+from mlops_runtime import drift, models, outputs, storage, tables
+from mlops_runtime.errors import ExitCode, ModelError
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -39,7 +40,9 @@ def test_model_and_card(step, base, tmp_path):
                    "--model-uri-output-path", parameter)
     model_uri = f"{out}/model.skops"
     assert_succeeded(result, {"model_uri": model_uri}, {"model_uri": parameter})
-    assert storage.list_uris(out) == [f"{out}/model.skops", f"{out}/model_card.json"]
+    produced = [f"{out}/model.skops", f"{out}/model_card.json", f"{out}/reference_profile.json"]
+    assert storage.list_uris(out) == sorted([*produced, f"{out}/_manifest.json"])
+    assert sorted(o["uri"] for o in outputs.verify_published(out)["objects"]) == sorted(produced)
 
     model_bytes = storage.read_bytes(model_uri)
     training_bytes = storage.read_bytes(train_uri)
@@ -59,6 +62,11 @@ def test_model_and_card(step, base, tmp_path):
     assert card["lineage"]["parameters"] == {"train_uri": train_uri, "target_column": "target", "n_estimators": 10,
                                              "max_depth": 3, "random_state": 5}
     assert card["lineage"]["inputs"][0]["sha256"] == card["training_data"]["sha256"]
+    # The drift reference profile of the training features, computed once at training time.
+    profile_bytes = storage.read_bytes(models.profile_uri_for(model_uri))
+    assert card["reference_profile"] == {"file": "reference_profile.json", "sha256": storage.sha256_hex(profile_bytes)}
+    profile = drift.parse_profile(profile_bytes, models.profile_uri_for(model_uri))
+    assert profile["feature_names"] == card["feature_names"] and profile["n_rows"] == 150
 
     model, loaded_card = models.load_model(model_uri)
     assert loaded_card == card

@@ -14,9 +14,10 @@ import docker
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import S3_ENV, step_names
+
 from mlops_runtime import storage
 from mlops_runtime.step_io import read_lineage
+from tests.support import S3_ENV, step_names
 
 CONTAINER_TIMEOUT_S = 300
 HARDENING = {"read_only": True, "tmpfs": {"/tmp": ""}, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlops_runtime import drift, storage, tables
+
+from mlops_runtime import drift, outputs, storage, tables
 from mlops_runtime.errors import ExitCode
 
 N_ROWS = 4_000
@@ -59,9 +60,12 @@ def test_reports_drift_with_a_raw_reference(step, tables_on_s3, tmp_path):
                   json.dumps(executor_input), *args)
     assert result.exit_code == 0, result.stderr
     report_uri, html_uri = f"{output_dir}/drift_report.json", f"{output_dir}/drift_report.html"
-    assert storage.list_uris(output_dir) == [html_uri, report_uri]
-    assert json.loads(result.stdout.splitlines()[-1]) == {"drift_detected": True, "drift_share": 0.5,
-                                                          "report_uri": report_uri, "html_report_uri": html_uri}
+    assert storage.list_uris(output_dir) == [f"{output_dir}/_manifest.json", html_uri, report_uri]
+    manifest = outputs.verify_published(output_dir)  # written last: the folder is complete
+    assert sorted(entry["name"] for entry in manifest["objects"]) == ["drift_report.html", "drift_report.json"]
+    assert result.stdout.splitlines() == [json.dumps({"drift_detected": True, "drift_share": 0.5,
+                                                      "html_report_uri": html_uri, "report_uri": report_uri},
+                                                     sort_keys=True)]
     assert {name: path.read_text() for name, path in paths.items()} == {
         "drift_detected": "true", "drift_share": "0.5", "report_uri": report_uri, "html_report_uri": html_uri}
 
@@ -126,7 +130,8 @@ def test_refuses_bad_inputs(step, tables_on_s3, s3_prefix, tmp_path):
         (["--reference-uri", reference_uri, "--categorical-features", "nope", *base], ExitCode.BAD_INPUT,
          "--categorical-features"),
         (base, ExitCode.USAGE, "--reference-uri"),
-        (["--reference-uri", reference_uri, "--reference-profile-uri", profile_uri, *base], ExitCode.USAGE,
+        # Both given: the profile is used (the table is only a fallback), so its problem is the one reported.
+        (["--reference-uri", reference_uri, "--reference-profile-uri", profile_uri, *base], ExitCode.BAD_INPUT,
          "--reference-profile-uri"),
         (["--reference-uri", reference_uri, "--alpha", "1", *base], ExitCode.USAGE, "--alpha"),
         (["--reference-uri", reference_uri, "--psi-threshold", "0", *base], ExitCode.USAGE, "--psi-threshold"),

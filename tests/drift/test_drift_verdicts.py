@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlops_runtime.drift import build_profile, detect_drift
 
 Generator = Callable[[np.random.Generator, int], np.ndarray]
@@ -90,16 +91,15 @@ def test_verdict(index, case, mode):
 def test_false_alarm_rate_is_at_most_one_percent_per_feature():
     rows, repetitions = 2_000, 200
     flagged = dict.fromkeys(["normal", "lognormal", "small_integers", "categorical", "nan_2pct"], 0)
+    def table(rng: np.random.Generator) -> pd.DataFrame:
+        return pd.DataFrame({"normal": normal()(rng, rows), "lognormal": lognormal()(rng, rows),
+                             "small_integers": small_integers()(rng, rows),
+                             "categorical": categories(BASE_SHARES)(rng, rows),
+                             "nan_2pct": with_missing(normal(), 0.02)(rng, rows)})
+
     for seed in range(repetitions):
         rng = np.random.default_rng([seed, 7])
-
-        def table() -> pd.DataFrame:
-            return pd.DataFrame({"normal": normal()(rng, rows), "lognormal": lognormal()(rng, rows),
-                                 "small_integers": small_integers()(rng, rows),
-                                 "categorical": categories(BASE_SHARES)(rng, rows),
-                                 "nan_2pct": with_missing(normal(), 0.02)(rng, rows)})
-
-        report = detect_drift(table(), table(), workers=1)
+        report = detect_drift(table(rng), table(rng), workers=1)
         for name, feature in report["features"].items():
             flagged[name] += feature["drift"]
     assert all(count <= repetitions // 100 for count in flagged.values()), flagged

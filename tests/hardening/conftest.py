@@ -1,11 +1,11 @@
 """Fixtures of the hardening tests: private S3 servers and switching the runtime's S3 client to them."""
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
 
 import pytest
 from hardening_support import SeaweedServer
+
 from mlops_runtime import storage
 
 
@@ -15,7 +15,7 @@ def private_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServ
     server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs") / "data")
     server.start()
     yield server
-    server.stop(signal.SIGKILL)
+    server.remove()
 
 
 @pytest.fixture

@@ -79,10 +79,11 @@ class SeaweedServer:
         # resumeState=false: a restarted single master elects itself in ~2 s instead of ~20 s; the volume
         # server re-registers the stored volumes, so objects survive restarts.
         extra = [f"-s3.config={self.s3_config}"] if self.s3_config else []
+        sockets = self.data_dir.parent
         return [str(WEED), "server", f"-dir={self.data_dir}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-volume.max=20", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
                 "-master.resumeState=false", "-master.electionTimeout=1s", "-volume.preStopSeconds=0",
-                *flags, *extra]
+                f"-filer.localSocket={sockets}/filer.sock", f"-s3.localSocket={sockets}/s3.sock", *flags, *extra]
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -130,6 +131,13 @@ class SeaweedServer:
                 self.process.kill()
                 self.process.wait(10)
         return time.monotonic() - began
+
+    def remove(self) -> None:
+        """Stop for good and remove the gRPC sockets SeaweedFS leaves in /tmp, named after this server's ports."""
+        self.stop(signal.SIGKILL)
+        for port in self.ports.values():
+            for stale in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                stale.unlink(missing_ok=True)
 
     def ensure_running(self) -> None:
         if not self.running():
@@ -295,3 +303,74 @@ def the_error_line(stderr: str) -> str:
     strays = [line for line in lines[:-1] if not _LOG_RECORD.match(line)]
     assert not strays, f"stderr lines that are neither the error nor log records:\n{stderr}"
     return errors[0]
+
+
+# --- Step images -------------------------------------------------------------------------------------
+
+HARDENED_RUN = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+               "MLOPS_S3_MAX_ATTEMPTS")
+
+
+def docker_run(image: str, *args: str, flags: tuple[str, ...] = (), s3: bool = False,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """``docker run --rm --read-only --tmpfs /tmp --cap-drop ALL [flags] IMAGE ARGS``; with ``s3`` the
+    container shares the host network and gets this process's S3 settings."""
+    name = f"hardening-{os.getpid()}-{time.monotonic_ns()}"
+    command = ["docker", "run", "--rm", "--name", name, *HARDENED_RUN, *flags]
+    if s3:
+        command += ["--network", "host"]
+        command += [item for key in S3_SETTINGS if key in os.environ for item in ("-e", f"{key}={os.environ[key]}")]
+    try:
+        return subprocess.run([*command, image, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+        raise
+
+
+def image_config(image: str) -> dict:
+    import json
+
+    done = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)[0]["Config"]
+
+
+# A small real run of every step, reading upstream objects made by :func:`make_upstream` under ``{in}``
+# and writing under ``{out}``.
+RECIPES: dict[str, tuple[str, ...]] = {
+    "load_data": ("--dataset", "iris", "--output-dir", "{out}"),
+    "split": ("--data-uri", "{in}/data/data.parquet", "--random-state", "3", "--output-dir", "{out}"),
+    "train": ("--train-uri", "{in}/split/train.parquet", "--n-estimators", "15", "--random-state", "5",
+              "--output-dir", "{out}"),
+    "evaluate": ("--model-uri", "{in}/model/model.skops", "--test-uri", "{in}/split/test.parquet", "--output-dir",
+                 "{out}"),
+    "deploy": ("--model-uri", "{in}/model/model.skops", "--metrics-uri", "{in}/eval/metrics.json", "--registry-uri",
+               "{out}/registry", "--threshold", "0.5"),
+    "detect_drift": ("--reference-uri", "{in}/split/train.parquet", "--current-uri", "{in}/batch/batch.parquet",
+                     "--output-dir", "{out}"),
+    "check_performance": ("--model-uri", "{in}/model/model.skops", "--baseline-metrics-uri", "{in}/eval/metrics.json",
+                          "--batch-uri", "{in}/batch/batch.parquet", "--n-bootstrap", "100", "--output-dir", "{out}"),
+    "make_batch": ("--dataset", "iris", "--n-rows", "40", "--random-state", "9", "--shift",
+                   "petal length (cm):mean=+0.5", "--output-dir", "{out}"),
+    "decide_retrain": ("--drift-detected", "true", "--degraded", "false", "--batch-uri", "{in}/batch/batch.parquet",
+                       "--reference-uri", "{in}/split/train.parquet", "--registry-uri", "{out}/registry",
+                       "--output-dir", "{out}"),
+}
+
+
+def recipe(step: str, upstream: str, output_dir: str) -> list[str]:
+    return [arg.replace("{in}", upstream).replace("{out}", output_dir) for arg in RECIPES[step]]
+
+
+def make_upstream(root: str) -> str:
+    """The objects the recipes read, made in-process by the real steps under ``root``."""
+    for step, args in (("load_data", ["--dataset", "iris", "--output-dir", f"{root}/data"]),
+                       ("split", ["--data-uri", f"{root}/data/data.parquet", "--output-dir", f"{root}/split"]),
+                       ("train", ["--train-uri", f"{root}/split/train.parquet", "--n-estimators", "10",
+                                  "--output-dir", f"{root}/model"]),
+                       ("evaluate", ["--model-uri", f"{root}/model/model.skops", "--test-uri",
+                                     f"{root}/split/test.parquet", "--output-dir", f"{root}/eval"]),
+                       ("make_batch", ["--dataset", "iris", "--n-rows", "60", "--output-dir", f"{root}/batch"])):
+        result = run_in_process(step, *args)
+        assert result.exit_code == 0, f"{step}: {result.stderr}"
+    return root

@@ -25,6 +25,7 @@ from hardening_support import (
     step_env,
     the_error_line,
 )
+
 from mlops_runtime import outputs, storage
 from mlops_runtime.errors import BadInputError
 
@@ -38,6 +39,7 @@ class Case:
     step: str
     args: tuple[str, ...]  # "{inputs}" is replaced by the module's input folder
     objects: tuple[str, ...]  # what the step publishes, in order
+    sigterm_at: str = ""  # the object whose PUT answer SIGTERM overtakes [default: the last one]
 
 
 CASES = [
@@ -46,7 +48,8 @@ CASES = [
          ("train.parquet", "test.parquet")),
     Case("train", ("--train-uri", "{inputs}/split/train.parquet", "--n-estimators", "25"),
          ("model.skops", "model_card.json")),
-    Case("make_batch", ("--dataset", "wine", "--n-rows", "60", "--shift", "alcohol:mean=+0.5"), ("batch.parquet",)),
+    Case("make_batch", ("--dataset", "wine", "--n-rows", "60", "--shift", "alcohol:mean=+0.5"), ("batch.parquet",),
+         sigterm_at=outputs.MANIFEST_FILE),  # the manifest itself is stored when the signal lands
 ]
 
 
@@ -90,13 +93,14 @@ def stop_at_held_put(case: Case, args: list[str], held_uri: str, hold: str, sig:
     return process.returncode, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.step)
 def test_sigterm_mid_publication_removes_everything_and_a_rerun_is_idempotent(case, inputs):
     output_dir = f"{inputs.rsplit('/', 1)[0]}/{case.step}-sigterm"
     args = arguments(case, inputs, output_dir)
-    last = storage.join(output_dir, case.objects[-1])
-    # the last object is stored on the server, the step still waits for the answer: then SIGTERM
-    code, stderr = stop_at_held_put(case, args, last, hold="response", sig=signal.SIGTERM)
+    held = storage.join(output_dir, case.sigterm_at or case.objects[-1])
+    # the object is stored on the server, the step still waits for the answer: then SIGTERM
+    code, stderr = stop_at_held_put(case, args, held, hold="response", sig=signal.SIGTERM)
     assert code == 128 + signal.SIGTERM, stderr
     assert the_error_line(stderr) == "error: stopped by SIGTERM; published outputs were removed"
     assert storage.list_uris(output_dir) == []
@@ -111,6 +115,7 @@ def test_sigterm_mid_publication_removes_everything_and_a_rerun_is_idempotent(ca
     assert json.loads(again.stdout.splitlines()[-1]) == json.loads(rerun.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.step)
 def test_sigkill_mid_run_leaves_no_manifest(case, inputs):
     output_dir = f"{inputs.rsplit('/', 1)[0]}/{case.step}-sigkill"

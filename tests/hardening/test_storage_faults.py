@@ -16,8 +16,11 @@ import time
 import pandas as pd
 import pytest
 from hardening_support import max_retry_window, run_in_process, the_error_line
+
 from mlops_runtime import outputs, storage, tables
 from mlops_runtime.errors import ExitCode
+
+pytestmark = pytest.mark.slow
 
 DEFAULT_ATTEMPTS = 5  # mlops_runtime.storage.DEFAULT_MAX_ATTEMPTS
 LONG_ATTEMPTS = 13

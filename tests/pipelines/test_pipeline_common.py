@@ -1,16 +1,13 @@
 """pipelines.common: the guard for kfp bug 13332, the pipeline root, task settings and local runs."""
 
-import sys
 import uuid
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
-from conftest import REPO
 
-sys.path.insert(0, str(REPO))
-from pipelines import common  # noqa: E402
+from pipelines import common
 
 BASE_IMAGE = "127.0.0.1:5000/mlops-components/python-base:3.11-bookworm"
 

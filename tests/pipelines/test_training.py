@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
-from mlops_runtime import storage
 
-sys.path.insert(0, str(REPO))
-from pipelines import common, training  # noqa: E402
+from mlops_runtime import storage
+from pipelines import common, training
+from tests.support import REPO
 
 TASKS = {"load-data": "load_data", "split": "split", "train": "train", "evaluate": "evaluate", "deploy": "deploy"}
 UPSTREAM = {"load-data": [], "split": ["load-data"], "train": ["split"], "evaluate": ["split", "train"],

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
 from mlops_runtime import metrics
 from mlops_runtime.metrics import _resample_metric, bootstrap_interval
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 
 def sklearn_metric(true: np.ndarray, pred: np.ndarray, metric: str) -> float:

@@ -6,15 +6,18 @@ unwinds the step like an error, so the objects it had published are removed agai
 """
 from __future__ import annotations
 
+import logging
+import math
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from .errors import ComponentError, ExitCode
-from .log import configure
+from .log import step_logging
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -30,37 +33,51 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
 class StepCommand(click.Command):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        log = configure(self.name or "step")
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        code: int = ExitCode.OK
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-            if isinstance(result, int) and not isinstance(result, bool):
-                code = result  # click returns the exit code of --help this way
-        except click.ClickException as error:
-            click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
-            code = ExitCode.USAGE
-        except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
-            code = ExitCode.USAGE
-        except ComponentError as error:
-            click.echo(f"error: {error.one_line()}", err=True)
-            code = error.exit_code
-        except Terminated as error:
-            click.echo(f"error: stopped by {error}; published outputs were removed", err=True)
-            code = 128 + signal.SIGTERM
-        except Exception as error:  # a bug: keep the traceback in the log, one line on stderr
-            log.debug("internal error", exc_info=True)
-            click.echo(f"error: internal error: {type(error).__name__}: {' '.join(str(error).split())}", err=True)
-            code = ExitCode.INTERNAL
+            with step_logging(self.name or "step") as log:
+                code = self._exit_code(log, args, prog_name or self.name, complete_var, **extra)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         if standalone_mode:
-            sys.exit(int(code))
-        return int(code)
+            sys.exit(code)
+        return code
+
+    def _exit_code(self, log: logging.Logger, *main_args: Any, **extra: Any) -> int:
+        """Run the command; report any failure as one stderr line and return the documented exit code."""
+        try:
+            result = super().main(*main_args, standalone_mode=False, **extra)
+            # click returns the exit code of --help this way
+            return result if isinstance(result, int) and not isinstance(result, bool) else ExitCode.OK
+        except click.ClickException as error:
+            click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
+            return ExitCode.USAGE
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            return ExitCode.USAGE
+        except ComponentError as error:
+            click.echo(f"error: {error.one_line()}", err=True)
+            return error.exit_code
+        except Terminated as error:
+            click.echo(f"error: stopped by {error}; published outputs were removed", err=True)
+            return 128 + signal.SIGTERM
+        except Exception as error:  # a bug: keep the traceback in the log, one line on stderr
+            log.debug("internal error", exc_info=True)
+            click.echo(f"error: internal error: {type(error).__name__}: {' '.join(str(error).split())}", err=True)
+            return ExitCode.INTERNAL
+
+
+class FloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN (every comparison with NaN is false, so click lets it through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx)
+        return number
 
 
 def step(name: str, help: str | None = None) -> Callable[[Callable[..., Any]], click.Command]:
@@ -70,8 +87,9 @@ def step(name: str, help: str | None = None) -> Callable[[Callable[..., Any]], c
 
 def output_path_option(name: str, help: str) -> Callable[[Callable[..., Any]], Any]:
     """A ``--<name>-output-path`` option: the file KFP reads a parameter output from (optional)."""
-    return click.option(f"--{name.replace('_', '-')}-output-path", f"{name}_output_path", type=click.Path(dir_okay=False),
-                        default=None, help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
+    return click.option(f"--{name.replace('_', '-')}-output-path", f"{name}_output_path",
+                        type=click.Path(dir_okay=False), default=None,
+                        help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
 
 
 def executor_input_option() -> Callable[[Callable[..., Any]], Any]:

@@ -28,6 +28,7 @@ NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
 EMPTY = "empty"  # a column of nulls only (Parquet's null type): compatible with either kind
 _HASH_CHUNK = 8 << 20
+_BATCH_ROWS = 1 << 20
 
 
 def category_key(value: Any) -> str | None:
@@ -141,7 +142,8 @@ def _arrow_kind(data_type: Any) -> str | None:
     return None
 
 
-def _arrow_numeric(column: Any) -> np.ndarray:
+def _arrow_floats(column: Any) -> np.ndarray:
+    """An Arrow array or chunked array as float64 (nulls as NaN); possibly a read-only view of Arrow memory."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -151,9 +153,13 @@ def _arrow_numeric(column: Any) -> np.ndarray:
         column = pc.cast(column, pa.float64())
     if column.null_count:
         column = pc.fill_null(column, np.nan)
-    values = column.to_numpy()
-    # one chunk converts without a copy (read-only, owned by Arrow): take a private copy then
-    return values if values.flags.writeable and values.flags.owndata else values.copy()
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _arrow_numeric(column: Any) -> np.ndarray:
+    values = _arrow_floats(column)
+    # a single chunk converts without a copy, read-only in Arrow's memory: the caller needs its own
+    return values if values.flags.writeable else values.copy()
 
 
 def _arrow_value_counts(column: Any) -> tuple[dict[str, int], int]:
@@ -238,7 +244,23 @@ class ParquetColumns(Columns):
         return str(self._types[name])
 
     def numeric(self, name: str) -> np.ndarray:
-        return _arrow_numeric(self._read(name))
+        import pyarrow.parquet as pq
+
+        # batch by batch into one array: a single column-sized allocation, no Arrow-side copy of the column
+        values, filled = np.empty(self.num_rows), 0
+        try:
+            batches = pq.ParquetFile(self.path).iter_batches(batch_size=_BATCH_ROWS, columns=[name], use_threads=False)
+            for batch in batches:
+                chunk = _arrow_floats(batch.column(0))
+                values[filled:filled + chunk.size] = chunk
+                filled += chunk.size
+        except Exception as error:
+            raise BadInputError(f"{self.uri}: cannot read column '{name}' ({_first_line(error)})",
+                                label=self.label) from None
+        if filled != self.num_rows:
+            raise BadInputError(f"{self.uri}: column '{name}' has {filled} values, the footer says {self.num_rows}",
+                                label=self.label)
+        return values
 
     def value_counts(self, name: str) -> tuple[dict[str, int], int]:
         return _arrow_value_counts(self._read(name))

@@ -32,7 +32,7 @@ class ComponentError(Exception):
         self.label = label
         super().__init__(message)
 
-    def about(self, label: str) -> "ComponentError":
+    def about(self, label: str) -> ComponentError:
         """Attach the name of the input this error concerns, unless one is already set."""
         if self.label is None:
             self.label = label

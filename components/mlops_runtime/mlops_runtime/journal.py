@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from . import storage
-from .errors import BadInputError, StorageError
+from .errors import BadInputError
 from .log import get_logger
 from .outputs import Publication, json_bytes
 
@@ -27,13 +27,8 @@ def record_name(at: dt.datetime) -> str:
 
 def append(out: Publication, folder: str, document: dict[str, Any], *, at: dt.datetime, label: str) -> str:
     """Create a new record in ``folder`` as part of ``out`` (removed again if the step fails later)."""
-    uri = storage.join(folder, record_name(at))
-    data = json_bytes(document)
-    if not storage.write_bytes(uri, data, label=label, if_absent=True):  # 48 random bits: never in practice
-        raise StorageError(f"{uri}: a record of that name already exists", label=label)
-    out.written.append(uri)
-    out.objects.append({"name": uri, "uri": uri, "sha256": storage.sha256_hex(data), "bytes": len(data)})
-    return uri
+    # The name carries 48 random bits: a clash never happens in practice, and is refused if it does.
+    return out.put(storage.join(folder, record_name(at)), json_bytes(document), label=label, if_absent=True)
 
 
 def read_recent(folder: str, limit: int) -> list[dict[str, Any]]:

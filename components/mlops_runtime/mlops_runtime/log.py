@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries whose INFO records ("Found credentials in environment variables") would add stderr lines
@@ -23,18 +25,30 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
-def configure(component: str) -> logging.Logger:
+@contextmanager
+def step_logging(component: str) -> Iterator[logging.Logger]:
+    """Log to stderr while a step runs; afterwards the process's logging is as it was.
+
+    In a container that is the whole process; in-process (tests, notebooks) nothing leaks past the step.
+    """
     level = os.environ.get("MLOPS_LOG_LEVEL", "INFO").upper()
+    level = level if level in logging.getLevelNamesMapping() else "INFO"
     root = logging.getLogger()
-    if not any(getattr(h, "_mlops", False) for h in root.handlers):
-        handler = _CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        handler._mlops = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
-    for library in _QUIET_LIBRARIES:
-        logging.getLogger(library).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
-    return logging.getLogger(component)
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    quiet = [logging.getLogger(name) for name in _QUIET_LIBRARIES]
+    saved = (root.level, [logger.level for logger in quiet])
+    root.addHandler(handler)
+    root.setLevel(level)
+    for logger in quiet:
+        logger.setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    try:
+        yield logging.getLogger(component)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for logger, previous in zip(quiet, saved[1], strict=True):
+            logger.setLevel(previous)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -12,6 +12,7 @@ import json
 import platform
 import re
 import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 from . import storage
@@ -19,6 +20,7 @@ from .errors import BadInputError, ModelError
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
+PROFILE_FILE = "reference_profile.json"  # the training data's drift profile (mlops_runtime.drift)
 
 # Types skops does not trust by default but a tree ensemble needs; nothing else is ever loaded.
 TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
@@ -28,7 +30,15 @@ _FILE_NAME = re.compile(r"^\d+\.npy$")
 
 
 def card_uri_for(model_uri: str) -> str:
-    return f"{model_uri.rsplit('/', 1)[0]}/{CARD_FILE}" if "/" in model_uri else CARD_FILE
+    return _beside(model_uri, CARD_FILE)
+
+
+def profile_uri_for(model_uri: str) -> str:
+    return _beside(model_uri, PROFILE_FILE)
+
+
+def _beside(model_uri: str, name: str) -> str:
+    return f"{model_uri.rsplit('/', 1)[0]}/{name}" if "/" in model_uri else name
 
 
 def dumps(model: Any) -> bytes:
@@ -101,7 +111,17 @@ def library_versions() -> dict[str, str]:
             "numpy": numpy.__version__, "pandas": pandas.__version__, "skops": skops.__version__}
 
 
-def read_card(model_uri: str, *, label: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StoredModel:
+    """A model loaded from storage with the exact bytes of its file and card, as verified."""
+
+    model: Any
+    card: dict[str, Any]
+    model_bytes: bytes
+    card_bytes: bytes
+
+
+def _read_card(model_uri: str, *, label: str | None) -> tuple[dict[str, Any], bytes]:
     card_uri = card_uri_for(model_uri)
     try:
         raw = storage.read_bytes(card_uri, label=label)
@@ -112,12 +132,16 @@ def read_card(model_uri: str, *, label: str | None = None) -> dict[str, Any]:
         card["model_sha256"]
     except (ValueError, KeyError, TypeError):
         raise ModelError(f"{card_uri}: not a valid model card", label=label) from None
-    return card
+    return card, raw
 
 
-def load_model(model_uri: str, *, label: str | None = None) -> tuple[Any, dict[str, Any]]:
+def read_card(model_uri: str, *, label: str | None = None) -> dict[str, Any]:
+    return _read_card(model_uri, label=label)[0]
+
+
+def load_stored_model(model_uri: str, *, label: str | None = None) -> StoredModel:
     """Load a model and its card, refusing a file whose sha256 differs from the card's."""
-    card = read_card(model_uri, label=label)
+    card, card_bytes = _read_card(model_uri, label=label)
     try:
         data = storage.read_bytes(model_uri, label=label)
     except BadInputError as error:
@@ -130,4 +154,10 @@ def load_model(model_uri: str, *, label: str | None = None) -> tuple[Any, dict[s
     features = card.get("feature_names")
     if features is not None and list(getattr(model, "feature_names_in_", features)) != list(features):
         raise ModelError(f"{model_uri}: the model's features do not match its card", label=label)
-    return model, card
+    return StoredModel(model, card, data, card_bytes)
+
+
+def load_model(model_uri: str, *, label: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Load a model and its card, refusing a file whose sha256 differs from the card's."""
+    stored = load_stored_model(model_uri, label=label)
+    return stored.model, stored.card

@@ -39,8 +39,9 @@ class Publication:
         self.written: list[str] = []
         self.objects: list[dict[str, Any]] = []
 
-    def put(self, uri: str, data: bytes, *, label: str | None = None) -> str:
-        self._write(uri, data, label=label)
+    def put(self, uri: str, data: bytes, *, label: str | None = None, if_absent: bool = False) -> str:
+        """Write one object as part of this publication; ``if_absent`` refuses to replace an existing one."""
+        self._write(uri, data, label=label, if_absent=if_absent)
         self.objects.append({"name": self._name(uri), "uri": uri, "sha256": storage.sha256_hex(data),
                              "bytes": len(data)})
         return uri
@@ -69,17 +70,20 @@ class Publication:
                     "lineage": self.lineage}
         self._write(manifest_uri(self.output_dir), json_bytes(document), label=self.label)
 
-    def _write(self, uri: str, data: bytes, *, label: str | None) -> None:
+    def _write(self, uri: str, data: bytes, *, label: str | None, if_absent: bool = False) -> None:
         # Recorded before writing: a write interrupted after the server stored the object (SIGTERM, or a
         # timeout while waiting for the answer) must be rolled back too. Only a write the store refused or
         # never received is forgotten, so an unreachable store does not cost a second retry window.
         self.written.append(uri)
         try:
-            storage.write_bytes(uri, data, label=label)
+            created = storage.write_bytes(uri, data, label=label, if_absent=if_absent)
         except ComponentError as error:
             if _never_stored(error):
                 self.written.pop()
             raise
+        if not created:  # another writer's object: never ours to roll back
+            self.written.pop()
+            raise StorageError(f"{uri}: an object of that name already exists", label=label)
 
     def rollback(self) -> None:
         with _sigterm_ignored():  # a second SIGTERM must not cut the clean-up short

@@ -56,7 +56,7 @@ def max_attempts() -> int:
     return int(os.environ.get("MLOPS_S3_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _s3_client(attempts: int):
     import boto3
     from botocore.config import Config
@@ -74,7 +74,11 @@ def s3_client():
 
 
 def _s3_error(uri: str, error: Exception, *, reading: bool) -> Exception:
-    """Map a boto3/botocore exception to a component error with a one-line message."""
+    """Map a boto3/botocore exception to a component error with a one-line message.
+
+    A missing bucket is bad input when a step reads an input object (``reading``); for writes, listings,
+    existence checks and the registry's pointers it is a storage misconfiguration.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(error, ClientError):
@@ -111,7 +115,9 @@ def read_bytes(uri: str, *, label: str | None = None) -> bytes:
         except (ClientError, BotoCoreError) as error:
             raise _s3_error(uri, error, reading=True) from error
     except (BadInputError, StorageError) as error:
-        raise error.about(label) if label else error
+        if label:
+            error.about(label)
+        raise
 
 
 def write_bytes(uri: str, data: bytes, *, label: str | None = None, if_absent: bool = False,
@@ -139,13 +145,16 @@ def write_bytes(uri: str, data: bytes, *, label: str | None = None, if_absent: b
             return True
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
-            if (if_absent or if_match is not None) and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            conditional = if_absent or if_match is not None
+            if conditional and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 return False
             raise _s3_error(uri, error, reading=False) from error
         except BotoCoreError as error:
             raise _s3_error(uri, error, reading=False) from error
     except (BadInputError, StorageError) as error:
-        raise error.about(label) if label else error
+        if label:
+            error.about(label)
+        raise
 
 
 def _umask() -> int:
@@ -207,7 +216,7 @@ def read_with_etag(uri: str, *, label: str | None = None) -> tuple[bytes, str] |
         response = s3_client().get_object(Bucket=location.bucket, Key=location.key)
         return response["Body"].read(), response["ETag"]
     except (ClientError, BotoCoreError) as error:
-        mapped = _s3_error(uri, error, reading=True)
+        mapped = _s3_error(uri, error, reading=False)
         if isinstance(mapped, BadInputError):
             return None
         raise (mapped.about(label) if label and isinstance(mapped, StorageError) else mapped) from error
@@ -223,12 +232,12 @@ def exists(uri: str) -> bool:
         s3_client().head_object(Bucket=location.bucket, Key=location.key)
         return True
     except ClientError as error:
-        mapped = _s3_error(uri, error, reading=True)
+        mapped = _s3_error(uri, error, reading=False)
         if isinstance(mapped, BadInputError):
             return False
         raise mapped from error
     except BotoCoreError as error:
-        raise _s3_error(uri, error, reading=True) from error
+        raise _s3_error(uri, error, reading=False) from error
 
 
 def delete(uri: str) -> None:
@@ -264,7 +273,7 @@ def list_uris(prefix: str) -> list[str]:
         for page in pages:
             uris.extend(f"s3://{location.bucket}/{item['Key']}" for item in page.get("Contents", []))
     except (ClientError, BotoCoreError) as error:
-        raise _s3_error(prefix, error, reading=True) from error
+        raise _s3_error(prefix, error, reading=False) from error
     return sorted(uris)
 
 

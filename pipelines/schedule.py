@@ -1,0 +1,268 @@
+"""Run the monitoring pipeline on a schedule: a KFP recurring run, or an Argo CronWorkflow that submits it.
+
+    python pipelines/schedule.py create --host http://kfp:8080 --batch-uri s3://prod/batches/ [--cron "0 0 2 * * *"]
+    python pipelines/schedule.py render-argo --batch-uri s3://prod/batches/ > monitoring-cron.yaml
+
+Cron expressions have six fields, seconds first, as KFP's scheduler (robfig/cron) reads them:
+``second minute hour day-of-month month day-of-week``; the default ``0 0 2 * * *`` is every day at
+02:00:00. An Argo CronWorkflow has minute resolution, so ``render-argo`` drops the seconds field and
+requires it to be ``0``.
+
+Point ``--batch-uri`` at a folder (ending in '/'): each run checks the newest ``batch.parquet`` below it.
+Both ways allow one run at a time (KFP ``max_concurrency`` 1, Argo ``concurrencyPolicy: Forbid``) and
+never backfill missed runs (KFP ``no_catchup``; Argo runs a missed schedule only within its
+``startingDeadlineSeconds``).
+"""
+
+import base64
+import json
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+if __package__ in (None, ""):  # run as a script: python pipelines/schedule.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines import monitoring, training  # noqa: E402
+from pipelines.common import compile_pipeline, load_components  # noqa: E402
+
+DEFAULT_CRON = "0 0 2 * * *"
+IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+SUBMIT_IMAGE = "curlimages/curl:8.11.1"
+RUN_NAME_PLACEHOLDER = "__MLOPS_RUN_NAME__"
+REQUEST_PATH = "/tmp/mlops/run-request.b64"
+
+# (name, lowest, highest, names usable instead of numbers, whether '?' is allowed)
+_FIELDS = (
+    ("second", 0, 59, (), False),
+    ("minute", 0, 59, (), False),
+    ("hour", 0, 23, (), False),
+    ("day-of-month", 1, 31, (), True),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), False),
+    ("day-of-week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), True),
+)
+_ITEM = re.compile(r"^(?P<range>\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<step>[0-9]+))?$")
+
+
+def parse_cron(expression: str) -> list[str]:
+    """The six fields of a KFP cron expression; ValueError saying what is wrong otherwise."""
+    fields = expression.split()
+    if len(fields) != 6:
+        raise ValueError(f"'{expression}' has {len(fields)} field(s); KFP needs six: second minute hour "
+                         f"day-of-month month day-of-week (e.g. '{DEFAULT_CRON}')")
+    for text, (name, low, high, names, question) in zip(fields, _FIELDS, strict=True):
+        if text == "?" and question:
+            continue
+        for item in text.split(","):
+            match = _ITEM.match(item)
+            if not match:
+                raise ValueError(f"'{expression}': {name} field '{text}' is not valid cron syntax")
+            if match["step"] is not None and int(match["step"]) == 0:
+                raise ValueError(f"'{expression}': {name} field '{text}' has a step of 0")
+            if match["range"] == "*":
+                continue
+            bounds = [_value(part, name, low, high, names, expression) for part in match["range"].split("-")]
+            if len(bounds) == 2 and bounds[0] > bounds[1]:
+                raise ValueError(f"'{expression}': {name} range '{match['range']}' runs backwards")
+    return fields
+
+
+def _value(text: str, name: str, low: int, high: int, names: tuple[str, ...], expression: str) -> int:
+    if text.upper() in names:
+        return names.index(text.upper()) + low
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"'{expression}': {name} value '{text}' is outside {low}-{high}")
+    return int(text)
+
+
+def argo_schedule(expression: str) -> str:
+    """The five-field (minute-resolution) schedule an Argo CronWorkflow takes for a six-field KFP cron."""
+    fields = parse_cron(expression)
+    if fields[0] != "0":
+        raise ValueError(f"'{expression}': Argo CronWorkflows run at whole minutes; the seconds field must be 0")
+    return " ".join("*" if field == "?" else field for field in fields[1:])
+
+
+def _cron_option(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        parse_cron(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
+def monitoring_package(folder: Path, specs_dir: Path | None) -> Path:
+    pipeline = monitoring.build_pipeline(load_components(monitoring.STEPS + training.STEPS, specs_dir))
+    return compile_pipeline(pipeline, folder / "monitoring.yaml")
+
+
+def run_request(package: Path, parameters: Mapping[str, Any], experiment_id: str | None) -> dict[str, Any]:
+    """The body of KFP's ``POST /apis/v2beta1/runs`` for one run of the compiled pipeline."""
+    body: dict[str, Any] = {"display_name": RUN_NAME_PLACEHOLDER,
+                            "pipeline_spec": yaml.safe_load(package.read_text()),
+                            "runtime_config": {"parameters": dict(parameters)}}
+    if experiment_id:
+        body["experiment_id"] = experiment_id
+    return body
+
+
+SUBMIT_SCRIPT = """\
+set -eu
+name="mlops-monitoring {{workflow.scheduledTime}}"
+body="$(mktemp)"
+base64 -d "%(request)s" | sed "s/%(placeholder)s/${name}/" > "${body}"
+if [ -n "${KFP_TOKEN:-}" ]; then set -- -H "Authorization: Bearer ${KFP_TOKEN}"; fi
+curl --fail-with-body --silent --show-error --max-time 60 --retry 3 --retry-connrefused \\
+  -X POST -H "Content-Type: application/json" "$@" --data "@${body}" "${KFP_HOST%%/}/apis/v2beta1/runs"
+echo
+"""
+
+
+def cron_workflow(*, name: str, namespace: str, schedule: str, timezone: str, host: str, request: dict[str, Any],
+                  image: str, token_secret: str | None, service_account: str | None) -> dict[str, Any]:
+    """An Argo CronWorkflow whose one step submits a run of the compiled monitoring pipeline to KFP.
+
+    The run request travels base64-encoded: the compiled pipeline is full of ``{{$.inputs...}}``
+    placeholders that Argo would otherwise try to substitute.
+    """
+    env: list[dict[str, Any]] = [{"name": "KFP_HOST", "value": host}]
+    if token_secret:
+        secret, _, key = token_secret.partition("/")
+        env.append({"name": "KFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": key or "token",
+                                                                        "optional": False}}})
+    encoded = base64.encodebytes(json.dumps(request, sort_keys=True).encode()).decode()  # 76-column lines
+    workflow: dict[str, Any] = {
+        "entrypoint": "submit",
+        "activeDeadlineSeconds": 900,
+        "podGC": {"strategy": "OnPodSuccess"},
+        "templates": [{
+            "name": "submit",
+            "retryStrategy": {"limit": "3", "retryPolicy": "Always",
+                              "backoff": {"duration": "30s", "factor": "2", "maxDuration": "10m"}},
+            "inputs": {"artifacts": [{"name": "run-request", "path": REQUEST_PATH, "raw": {"data": encoded}}]},
+            "container": {
+                "image": image,
+                "command": ["sh", "-c"],
+                "args": [SUBMIT_SCRIPT % {"request": REQUEST_PATH, "placeholder": RUN_NAME_PLACEHOLDER}],
+                "env": env,
+                "resources": {"requests": {"cpu": "50m", "memory": "32Mi"},
+                              "limits": {"cpu": "200m", "memory": "64Mi"}},
+                "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]}},
+            },
+        }],
+    }
+    if service_account:
+        workflow["serviceAccountName"] = service_account
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": "mlops-monitoring",
+                                "app.kubernetes.io/part-of": "mlops-components"}},
+        "spec": {
+            "schedule": schedule,
+            "timezone": timezone,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "workflowSpec": workflow,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+cron_option = click.option("--cron", default=DEFAULT_CRON, show_default=True, callback=_cron_option,
+                           help="Six-field cron, seconds first: second minute hour day-of-month month day-of-week.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """Schedule the monitoring pipeline: a KFP recurring run, or an Argo CronWorkflow manifest."""
+
+
+@cli.command("create")
+@click.option("--host", required=True, envvar="KFP_HOST", help="KFP API endpoint, e.g. http://127.0.0.1:8080.")
+@click.option("--experiment", default="mlops-monitoring", show_default=True, help="Experiment (created if missing).")
+@click.option("--job-name", default="mlops-monitoring", show_default=True, help="Name of the recurring run.")
+@cron_option
+@click.option("--max-concurrency", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Runs allowed at the same time.")
+@click.option("--catchup/--no-catchup", default=False, show_default=True,
+              help="Backfill the runs missed while the schedule was paused.")
+@click.option("--disabled", is_flag=True, default=False, help="Create the recurring run paused.")
+@click.option("--namespace", default=None, help="Kubernetes namespace of a multi-user deployment.")
+@click.option("--token", default=None, envvar="KFP_TOKEN", help="Bearer token for the KFP API.")
+@training.specs_dir_option
+@monitoring._parameter_options
+def create_command(host: str, experiment: str, job_name: str, cron: str, max_concurrency: int, catchup: bool,
+                   disabled: bool, namespace: str | None, token: str | None, specs_dir: Path | None,
+                   **parameters: Any) -> None:
+    """Compile the monitoring pipeline and create a KFP recurring run of it."""
+    import kfp
+
+    with tempfile.TemporaryDirectory(prefix="mlops-schedule-") as folder:
+        package = monitoring_package(Path(folder), specs_dir)
+        try:
+            with warnings.catch_warnings():  # kfp.Client warns on every construction that it needs KFP >= 2.0
+                warnings.filterwarnings("ignore", "This client only works with Kubeflow Pipeline", FutureWarning)
+                client = kfp.Client(host=host, existing_token=token, **({"namespace": namespace} if namespace else {}))
+            experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+            job = client.create_recurring_run(
+                experiment_id=experiment_id, job_name=job_name, cron_expression=cron, max_concurrency=max_concurrency,
+                no_catchup=not catchup, params=parameters, pipeline_package_path=str(package), enabled=not disabled)
+        except Exception as error:  # the client raises urllib3, ApiException, ValueError...
+            training.fail(f"cannot create the recurring run on {host}: {type(error).__name__}: {error}")
+    click.echo(f"recurring_run_id: {job.recurring_run_id}")
+
+
+@cli.command("render-argo")
+@click.option("--name", default="mlops-monitoring", show_default=True, help="Name of the CronWorkflow.")
+@click.option("--namespace", default="kubeflow", show_default=True, help="Namespace of the CronWorkflow.")
+@cron_option
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone the schedule is read in.")
+@click.option("--host", default=IN_CLUSTER_HOST, show_default=True, help="KFP API endpoint seen from the cluster.")
+@click.option("--experiment-id", default=None, help="KFP experiment for the runs [default: KFP's default].")
+@click.option("--image", default=SUBMIT_IMAGE, show_default=True, help="Image with sh, base64, sed and curl.")
+@click.option("--token-secret", default=None, metavar="SECRET[/KEY]",
+              help="Kubernetes secret (key 'token' unless given) holding a bearer token for the KFP API.")
+@click.option("--service-account", default=None, help="Service account the submitting pod runs as.")
+@training.specs_dir_option
+@monitoring._parameter_options
+def render_argo_command(name: str, namespace: str, cron: str, timezone: str, host: str, experiment_id: str | None,
+                        image: str, token_secret: str | None, service_account: str | None, specs_dir: Path | None,
+                        **parameters: Any) -> None:
+    """Print an Argo CronWorkflow that submits a run of the compiled monitoring pipeline on the schedule."""
+    try:
+        schedule = argo_schedule(cron)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--cron'") from None
+    with tempfile.TemporaryDirectory(prefix="mlops-schedule-") as folder:
+        request = run_request(monitoring_package(Path(folder), specs_dir), parameters, experiment_id)
+    manifest = cron_workflow(name=name, namespace=namespace, schedule=schedule, timezone=timezone, host=host,
+                             request=request, image=image, token_secret=token_secret, service_account=service_account)
+    click.echo(yaml.dump(manifest, Dumper=_BlockDumper, sort_keys=False, width=1000), nl=False)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the script, the encoded request) as literal blocks, one line per line."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_BlockDumper.add_representer(str, _represent_text)
+
+
+if __name__ == "__main__":
+    cli()

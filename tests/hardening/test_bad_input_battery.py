@@ -1,0 +1,437 @@
+"""Bad input, step by step: one table of cases, each with its documented exit code, exactly one stderr
+line ``error: --option: ...`` naming the offending input, and nothing written at any output URI (objects,
+KFP parameter files, the KFP executor output).
+
+The good inputs are made once per module by the real steps (load_data -> split -> train -> evaluate ->
+deploy). Access is denied by a private SeaweedFS with IAM identities (a reader and a key with no rights),
+and locally by a folder of uid 10001 with mode 0700: the tests run as root, so that step runs as its own
+process with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped from its bounding set (``setpriv``), which
+makes file permissions apply to it as to any user (the venv's interpreter lives under root's 0700 home,
+so it cannot simply run as another uid).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hardening_support import SeaweedServer, load_step, run_in_process, step_command, step_env, the_error_line
+
+from mlops_runtime import models, storage, tables
+from mlops_runtime.errors import ExitCode
+
+USAGE, BAD_INPUT, STORAGE, MODEL = ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.STORAGE, ExitCode.MODEL
+FILE_OWNER = 10001
+WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+# Where each step writes; a case may replace one of them with a bad URI.
+OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri")}
+IAM_KEYS = {"admin": ["Admin", "Read", "List", "Tagging", "Write"], "reader": ["Read", "List"], "nobody": []}
+
+
+def iam_config(path: Path) -> Path:
+    identities = [{"name": name, "actions": actions,
+                   "credentials": [{"accessKey": f"battery-{name}", "secretKey": f"battery-{name}-secret"}]}
+                  for name, actions in IAM_KEYS.items()]
+    path.write_text(json.dumps({"identities": identities}))
+    return path
+
+
+@dataclass
+class World:
+    """Good and bad inputs: local paths, copies on the IAM server (``iam/...`` keys)."""
+
+    root: Path
+    iam: SeaweedServer
+    iris: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def path(self, *parts: str) -> str:
+        return str(self.root.joinpath(*parts))
+
+    def table(self, name: str) -> str:
+        return self.path("bad", f"{name}.csv")
+
+    def iam_uri(self, name: str) -> str:
+        return self.iam.uri(f"inputs/{name}")
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    frame.to_csv(sink, index=False)
+    return sink.getvalue()
+
+
+def must(result) -> None:
+    assert result.exit_code == 0, result.stderr
+
+
+def write_model(folder: Path, model_bytes: bytes, card: dict[str, Any] | None) -> None:
+    folder.mkdir(parents=True)
+    (folder / models.MODEL_FILE).write_bytes(model_bytes)
+    if card is not None:
+        (folder / models.CARD_FILE).write_text(json.dumps(card))
+
+
+def build_world(root: Path, iam: SeaweedServer) -> World:
+    world = World(root, iam)
+    good = root / "good"
+    must(run_in_process("load_data", "--dataset", "iris", "--output-dir", good / "data"))
+    must(run_in_process("split", "--data-uri", good / "data/data.parquet", "--output-dir", good / "split"))
+    must(run_in_process("train", "--train-uri", good / "split/train.parquet", "--n-estimators", "10",
+                        "--output-dir", good / "model"))
+    must(run_in_process("evaluate", "--model-uri", good / "model/model.skops", "--test-uri",
+                        good / "split/test.parquet", "--output-dir", good / "eval"))
+    must(run_in_process("load_data", "--dataset", "wine", "--output-dir", good / "wine"))
+    must(run_in_process("train", "--train-uri", good / "wine/data.parquet", "--n-estimators", "5",
+                        "--output-dir", good / "wine-model"))
+    must(run_in_process("evaluate", "--model-uri", good / "wine-model/model.skops", "--test-uri",
+                        good / "wine/data.parquet", "--output-dir", good / "wine-eval"))
+    must(run_in_process("make_batch", "--dataset", "iris", "--n-rows", "80", "--output-dir", good / "batch"))
+
+    iris = tables.read_table(str(good / "data/data.parquet"))
+    world.iris = iris
+    feature = "petal width (cm)"
+    bad_tables = {
+        "single_class": iris[iris.target == 0],
+        "one_row_class": pd.concat([iris[iris.target < 2], iris[iris.target == 2].head(1)]),
+        "two_rows_per_class": iris.groupby("target").head(2),
+        "nan_feature": iris.assign(**{feature: iris[feature].where(iris.index != 3)}),
+        "inf_feature": iris.assign(**{feature: iris[feature].where(iris.index != 3, float("inf"))}),
+        "text_feature": iris.assign(species=["setosa"] * len(iris)),
+        "nan_target": iris.assign(target=iris.target.where(iris.index != 5)),
+        "no_target": iris.drop(columns=["target"]),
+        "header_only": iris.head(0),
+        "target_only": iris[["target"]],
+        "missing_feature": iris.drop(columns=[feature]),
+        "extra_feature": iris.assign(extra=1.0),
+        "unknown_class": iris.assign(target=iris.target.where(iris.index != 0, 7)),
+    }
+    (root / "bad").mkdir()
+    for name, frame in bad_tables.items():
+        (root / "bad" / f"{name}.csv").write_bytes(csv_bytes(frame))
+    (root / "bad/ragged.csv").write_bytes(b"a,b,target\n1,2,0\n3,4,1,5,6\n\"7,8\n")
+    (root / "bad/empty.csv").write_bytes(b"")
+    parquet = (good / "split/train.parquet").read_bytes()
+    (root / "bad/truncated.parquet").write_bytes(parquet[: len(parquet) // 2])
+    (root / "bad/not_json.json").write_bytes(b"{accuracy: high")
+
+    model_bytes = (good / "model/model.skops").read_bytes()
+    card = json.loads((good / "model/model_card.json").read_text())
+    wine_card = json.loads((good / "wine-model/model_card.json").read_text())
+    flipped = bytearray(model_bytes)
+    flipped[len(flipped) // 2] ^= 0xFF
+    write_model(root / "bad/tampered", bytes(flipped), card)
+    write_model(root / "bad/no_card", model_bytes, None)
+    write_model(root / "bad/wrong_card", model_bytes, wine_card)
+    write_model(root / "bad/card_features", model_bytes, {**card, "feature_names": card["feature_names"][::-1]})
+    junk = b"this is not a skops file"
+    write_model(root / "bad/corrupted", junk, {**card, "model_sha256": storage.sha256_hex(junk)})
+    malicious = untrusted_model_bytes()
+    write_model(root / "bad/untrusted", malicious, {**card, "model_sha256": storage.sha256_hex(malicious)})
+    metrics = json.loads((good / "eval/metrics.json").read_text())
+    (root / "bad/accuracy_above_one.json").write_text(json.dumps({**metrics, "accuracy": 1.7}))
+
+    locked = root / "locked"  # another user's private folder
+    locked.mkdir()
+    (locked / "data.csv").write_bytes(csv_bytes(iris))
+    for item in (locked, locked / "data.csv"):
+        os.chown(item, FILE_OWNER, FILE_OWNER)
+    locked.chmod(0o700)
+
+    admin = iam.client()
+    for name, path in (("data.csv", root / "locked/data.csv"), ("train.parquet", good / "split/train.parquet"),
+                       ("model.skops", good / "model/model.skops"), ("model_card.json", good / "model/model_card.json"),
+                       ("metrics.json", good / "eval/metrics.json")):
+        admin.put_object(Bucket=iam.bucket, Key=f"inputs/{name}", Body=path.read_bytes())
+    return world
+
+
+def untrusted_model_bytes() -> bytes:
+    """A skops file that would call os.system when loaded with every type trusted."""
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    return sio.dumps(FunctionTransformer(func=os.system))
+
+
+@pytest.fixture(scope="module")
+def iam_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    root = tmp_path_factory.mktemp("iam-seaweedfs")
+    server = SeaweedServer(root / "data", s3_config=iam_config(root / "iam.json"), access_key="battery-admin",
+                           secret_key="battery-admin-secret")
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, iam_s3: SeaweedServer) -> World:
+    return build_world(tmp_path_factory.mktemp("battery"), iam_s3)
+
+
+@dataclass(frozen=True)
+class Case:
+    step: str
+    what: str
+    code: int
+    option: str
+    args: Callable[[World], list[str]]
+    outputs: dict[str, str] = field(default_factory=dict)  # output option -> a bad value for it
+    key: str | None = None  # run against the IAM server with battery-<key>
+    unprivileged: bool = False  # run as its own process without root's file-access override
+
+    @property
+    def id(self) -> str:
+        return f"{self.step}: {self.what}"
+
+
+GOOD_MODEL = "good/model/model.skops"
+
+
+def model_args(model: str) -> Callable[[World], list[str]]:
+    return lambda w: ["--model-uri", w.path(model), "--test-uri", w.path("good/split/test.parquet")]
+
+
+def evaluate_on(table: str) -> Callable[[World], list[str]]:
+    return lambda w: ["--model-uri", w.path(GOOD_MODEL), "--test-uri", w.table(table)]
+
+
+def deploy_args(model: str = GOOD_MODEL, metrics: str = "good/eval/metrics.json",
+                *extra: str) -> Callable[[World], list[str]]:
+    return lambda w: ["--model-uri", w.path(model), "--metrics-uri", w.path(metrics), "--threshold", "0.5", *extra]
+
+
+def drift_args(current: Callable[[World], str] | None = None, *extra: str) -> Callable[[World], list[str]]:
+    return lambda w: ["--reference-uri", w.path("good/split/train.parquet"),
+                      "--current-uri", current(w) if current else w.path("good/split/test.parquet"), *extra]
+
+
+def performance_args(*extra: str, batch: Callable[[World], str] | None = None, model: str = GOOD_MODEL,
+                     baseline: str = "good/eval/metrics.json") -> Callable[[World], list[str]]:
+    return lambda w: ["--model-uri", w.path(model), "--baseline-metrics-uri", w.path(baseline),
+                      "--batch-uri", batch(w) if batch else w.path("good/batch/batch.parquet"),
+                      "--n-bootstrap", "100", *extra]
+
+
+def retrain_args(*extra: str, batch: Callable[[World], str] | None = None,
+                 reference: Callable[[World], str] | None = None) -> Callable[[World], list[str]]:
+    return lambda w: ["--drift-detected", "true", "--degraded", "false",
+                      "--batch-uri", batch(w) if batch else w.path("good/batch/batch.parquet"),
+                      "--reference-uri", reference(w) if reference else w.path("good/split/train.parquet"), *extra]
+
+
+def table(name: str) -> Callable[[World], str]:
+    return lambda w: w.table(name)
+
+
+def path(*parts: str) -> Callable[[World], str]:
+    return lambda w: w.path(*parts)
+
+
+CASES = [
+    # load_data
+    Case("load_data", "malformed CSV", BAD_INPUT, "--source-uri", lambda w: ["--source-uri", w.table("ragged")]),
+    Case("load_data", "truncated Parquet", BAD_INPUT, "--source-uri",
+         lambda w: ["--source-uri", w.path("bad/truncated.parquet")]),
+    Case("load_data", "empty file", BAD_INPUT, "--source-uri", lambda w: ["--source-uri", w.table("empty")]),
+    Case("load_data", "target column missing", BAD_INPUT, "--target-column",
+         lambda w: ["--source-uri", w.table("no_target")]),
+    Case("load_data", "unknown URI scheme", BAD_INPUT, "--source-uri", lambda w: ["--source-uri", "gs://bucket/x.csv"]),
+    Case("load_data", "missing S3 key", BAD_INPUT, "--source-uri",
+         lambda w: ["--source-uri", "s3://mlops-test/hardening-battery/no-such-key.csv"]),
+    Case("load_data", "missing S3 bucket", BAD_INPUT, "--source-uri",
+         lambda w: ["--source-uri", "s3://no-such-bucket-hardening/x.csv"]),
+    Case("load_data", "unknown dataset", USAGE, "--dataset", lambda w: ["--dataset", "titanic"]),
+    Case("load_data", "output on an unknown scheme", BAD_INPUT, "--output-dir", lambda w: [],
+         outputs={"--output-dir": "ftp://host/out"}),
+    Case("load_data", "output bucket missing", STORAGE, "--output-dir", lambda w: [],
+         outputs={"--output-dir": "s3://no-such-bucket-hardening/out"}),
+    Case("load_data", "S3 read access denied", STORAGE, "--source-uri",
+         lambda w: ["--source-uri", w.iam_uri("data.csv")], key="nobody"),
+    Case("load_data", "S3 write access denied", STORAGE, "--output-dir", lambda w: ["--dataset", "iris"],
+         key="reader"),
+    Case("load_data", "local file unreadable", STORAGE, "--source-uri",
+         lambda w: ["--source-uri", w.path("locked/data.csv")], unprivileged=True),
+    # split
+    Case("split", "malformed CSV", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("ragged")]),
+    Case("split", "single class", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("single_class")]),
+    Case("split", "a class with one row", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("one_row_class")]),
+    Case("split", "fewer test rows than classes", BAD_INPUT, "--test-size",
+         lambda w: ["--data-uri", w.table("two_rows_per_class"), "--test-size", "0.2"]),
+    Case("split", "NaN feature", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("nan_feature")]),
+    Case("split", "infinite feature", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("inf_feature")]),
+    Case("split", "text feature", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("text_feature")]),
+    Case("split", "missing target values", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("nan_target")]),
+    Case("split", "target column missing", BAD_INPUT, "--target-column",
+         lambda w: ["--data-uri", w.table("no_target")]),
+    Case("split", "header only", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", w.table("header_only")]),
+    Case("split", "test size above 1", USAGE, "--test-size",
+         lambda w: ["--data-uri", w.path("good/data/data.parquet"), "--test-size", "1.5"]),
+    Case("split", "negative seed", USAGE, "--random-state",
+         lambda w: ["--data-uri", w.path("good/data/data.parquet"), "--random-state", "-1"]),
+    Case("split", "local file unreadable", STORAGE, "--data-uri",
+         lambda w: ["--data-uri", w.path("locked/data.csv")], unprivileged=True),
+    # train
+    Case("train", "single class", BAD_INPUT, "--train-uri", lambda w: ["--train-uri", w.table("single_class")]),
+    Case("train", "NaN feature", BAD_INPUT, "--train-uri", lambda w: ["--train-uri", w.table("nan_feature")]),
+    Case("train", "infinite feature", BAD_INPUT, "--train-uri", lambda w: ["--train-uri", w.table("inf_feature")]),
+    Case("train", "no feature columns", BAD_INPUT, "--train-uri", lambda w: ["--train-uri", w.table("target_only")]),
+    Case("train", "text feature", BAD_INPUT, "--train-uri", lambda w: ["--train-uri", w.table("text_feature")]),
+    Case("train", "truncated Parquet", BAD_INPUT, "--train-uri",
+         lambda w: ["--train-uri", w.path("bad/truncated.parquet")]),
+    Case("train", "missing file", BAD_INPUT, "--train-uri", lambda w: ["--train-uri", w.path("bad/absent.parquet")]),
+    Case("train", "zero trees", USAGE, "--n-estimators",
+         lambda w: ["--train-uri", w.path("good/split/train.parquet"), "--n-estimators", "0"]),
+    Case("train", "zero depth", USAGE, "--max-depth",
+         lambda w: ["--train-uri", w.path("good/split/train.parquet"), "--max-depth", "0"]),
+    Case("train", "seed above 2**32-1", USAGE, "--random-state",
+         lambda w: ["--train-uri", w.path("good/split/train.parquet"), "--random-state", str(2**32)]),
+    Case("train", "S3 write access denied", STORAGE, "--output-dir",
+         lambda w: ["--train-uri", w.iam_uri("train.parquet"), "--n-estimators", "3"], key="reader"),
+    # evaluate
+    Case("evaluate", "tampered model file", MODEL, "--model-uri", model_args("bad/tampered/model.skops")),
+    Case("evaluate", "model card missing", MODEL, "--model-uri", model_args("bad/no_card/model.skops")),
+    Case("evaluate", "card of another model", MODEL, "--model-uri", model_args("bad/wrong_card/model.skops")),
+    Case("evaluate", "card features differ from the model's", MODEL, "--model-uri",
+         model_args("bad/card_features/model.skops")),
+    Case("evaluate", "corrupted model file", MODEL, "--model-uri", model_args("bad/corrupted/model.skops")),
+    Case("evaluate", "model with untrusted types", MODEL, "--model-uri", model_args("bad/untrusted/model.skops")),
+    Case("evaluate", "model file missing", MODEL, "--model-uri", model_args("bad/absent/model.skops")),
+    Case("evaluate", "test table lacks a feature", BAD_INPUT, "--test-uri", evaluate_on("missing_feature")),
+    Case("evaluate", "test table has an extra column", BAD_INPUT, "--test-uri", evaluate_on("extra_feature")),
+    Case("evaluate", "class the model does not know", BAD_INPUT, "--test-uri", evaluate_on("unknown_class")),
+    Case("evaluate", "NaN feature", BAD_INPUT, "--test-uri", evaluate_on("nan_feature")),
+    Case("evaluate", "S3 read access denied", STORAGE, "--model-uri",
+         lambda w: ["--model-uri", w.iam_uri("model.skops"), "--test-uri", w.path("good/split/test.parquet")],
+         key="nobody"),
+    # deploy
+    Case("deploy", "threshold above 1", USAGE, "--threshold", deploy_args(GOOD_MODEL, "good/eval/metrics.json",
+                                                                        "--threshold", "1.5")),
+    Case("deploy", "threshold NaN", USAGE, "--threshold", deploy_args(GOOD_MODEL, "good/eval/metrics.json",
+                                                                    "--threshold", "nan")),
+    Case("deploy", "metrics of another model", BAD_INPUT, "--metrics-uri",
+         deploy_args(GOOD_MODEL, "good/wine-eval/metrics.json")),
+    Case("deploy", "metrics not JSON", BAD_INPUT, "--metrics-uri", deploy_args(GOOD_MODEL, "bad/not_json.json")),
+    Case("deploy", "accuracy above 1 in the metrics", BAD_INPUT, "--metrics-uri",
+         deploy_args(GOOD_MODEL, "bad/accuracy_above_one.json")),
+    Case("deploy", "tampered model file", MODEL, "--model-uri", deploy_args("bad/tampered/model.skops")),
+    Case("deploy", "model name with a slash", USAGE, "--model-name",
+         lambda w: deploy_args()(w) + ["--model-name", "../escape"]),
+    Case("deploy", "registry on an unknown scheme", BAD_INPUT, "--registry-uri", deploy_args(),
+         outputs={"--registry-uri": "hdfs://namenode/registry"}),
+    Case("deploy", "registry bucket missing", STORAGE, "--registry-uri", deploy_args(),
+         outputs={"--registry-uri": "s3://no-such-bucket-hardening/registry"}),
+    Case("deploy", "S3 registry write access denied", STORAGE, "--registry-uri",
+         lambda w: ["--model-uri", w.iam_uri("model.skops"), "--metrics-uri", w.iam_uri("metrics.json"),
+                    "--threshold", "0.5"], key="reader"),
+    # detect_drift
+    Case("detect_drift", "alpha of 1", USAGE, "--alpha", drift_args(None, "--alpha", "1")),
+    Case("detect_drift", "PSI threshold of 0", USAGE, "--psi-threshold", drift_args(None, "--psi-threshold", "0")),
+    Case("detect_drift", "Jensen-Shannon threshold above 1", USAGE, "--js-threshold",
+         drift_args(None, "--js-threshold", "1.5")),
+    Case("detect_drift", "current table lacks a feature", BAD_INPUT, "--current-uri",
+         drift_args(table("missing_feature"))),
+    Case("detect_drift", "malformed current table", BAD_INPUT, "--current-uri", drift_args(table("ragged"))),
+    Case("detect_drift", "truncated current Parquet", BAD_INPUT, "--current-uri",
+         drift_args(path("bad/truncated.parquet"))),
+    Case("detect_drift", "reference profile not JSON", BAD_INPUT, "--reference-profile-uri",
+         lambda w: ["--reference-profile-uri", w.path("bad/not_json.json"),
+                    "--current-uri", w.path("good/split/test.parquet")]),
+    # check_performance
+    Case("check_performance", "tolerance above 1", USAGE, "--tolerance", performance_args("--tolerance", "1.5")),
+    Case("check_performance", "too few bootstrap resamples", USAGE, "--n-bootstrap",
+         performance_args("--n-bootstrap", "10")),
+    Case("check_performance", "confidence of 1", USAGE, "--confidence", performance_args("--confidence", "1")),
+    Case("check_performance", "unlabeled batch", BAD_INPUT, "--batch-uri", performance_args(batch=table("no_target"))),
+    Case("check_performance", "batch lacks a feature", BAD_INPUT, "--batch-uri",
+         performance_args(batch=table("missing_feature"))),
+    Case("check_performance", "tampered model file", MODEL, "--model-uri",
+         performance_args(model="bad/tampered/model.skops")),
+    Case("check_performance", "baseline metrics not JSON", BAD_INPUT, "--baseline-metrics-uri",
+         performance_args(baseline="bad/not_json.json")),
+    # make_batch
+    Case("make_batch", "zero rows", USAGE, "--n-rows", lambda w: ["--dataset", "iris", "--n-rows", "0"]),
+    Case("make_batch", "label noise above 1", USAGE, "--label-noise",
+         lambda w: ["--dataset", "iris", "--label-noise", "1.5"]),
+    Case("make_batch", "malformed shift", USAGE, "--shift", lambda w: ["--dataset", "iris", "--shift", "sepal"]),
+    Case("make_batch", "shift of an unknown feature", BAD_INPUT, "--shift",
+         lambda w: ["--dataset", "iris", "--shift", "no such feature:mean=+1"]),
+    Case("make_batch", "malformed source CSV", BAD_INPUT, "--source-uri",
+         lambda w: ["--source-uri", w.table("ragged")]),
+    # decide_retrain
+    Case("decide_retrain", "verdict not a boolean", USAGE, "--drift-detected",
+         lambda w: retrain_args()(w) + ["--drift-detected", "maybe"]),
+    Case("decide_retrain", "batch missing", BAD_INPUT, "--batch-uri", retrain_args(batch=path("bad/absent.parquet"))),
+    Case("decide_retrain", "batch columns differ from the reference", BAD_INPUT, "--batch-uri",
+         retrain_args(batch=table("extra_feature"))),
+    Case("decide_retrain", "malformed reference", BAD_INPUT, "--reference-uri",
+         retrain_args(reference=table("ragged"))),
+]
+
+
+def parameter_files(step: str, folder: Path) -> list[str]:
+    """Every KFP output file option of the step (and a valid executor input), all pointing into ``folder``."""
+    args: list[str] = []
+    for param in load_step(step).cli.params:
+        if param.name.endswith("_output_path"):
+            args += [f"--{param.name.replace('_', '-')}", str(folder / param.name)]
+        elif param.name == "executor_input":
+            args += ["--executor-input", json.dumps({"outputs": {"outputFile": str(folder / "executor_output.json"),
+                                                                 "artifacts": {}}})]
+    return args
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_bad_input_fails_cleanly(case: Case, world: World, use_s3, iam_s3: SeaweedServer, scratch: Path):
+    kfp_files = scratch / "kfp"
+    kfp_files.mkdir()
+    outputs = {}
+    for option in OUTPUT_OPTIONS.get(case.step, ("--output-dir",)):
+        if option in case.outputs:
+            outputs[option] = case.outputs[option]
+        elif case.key:
+            outputs[option] = iam_s3.uri(f"out/{scratch.name}/{option.strip('-')}")
+        else:
+            outputs[option] = str(scratch / option.strip("-"))
+    args = [*case.args(world), *(a for pair in outputs.items() for a in pair), *parameter_files(case.step, kfp_files)]
+
+    if case.unprivileged:
+        done = subprocess.run([*WITHOUT_DAC_OVERRIDE, *step_command(case.step, *args)], env=step_env(),
+                              cwd=scratch, capture_output=True, text=True, timeout=120)
+        code, stderr = done.returncode, done.stderr
+    else:
+        if case.key:
+            use_s3(iam_s3, access_key=f"battery-{case.key}", secret_key=f"battery-{case.key}-secret")
+        result = run_in_process(case.step, *args)
+        code, stderr = result.exit_code, result.stderr
+        if case.key:
+            use_s3(iam_s3)  # the admin key, to look at what is there
+
+    assert code == case.code, stderr
+    line = the_error_line(stderr)
+    if case.code == USAGE:  # click's own wording: "error: Invalid value for '--opt': ..."
+        assert case.option in line, line
+    else:
+        assert line.startswith(f"error: {case.option}: "), line
+    assert sorted(p.name for p in kfp_files.iterdir()) == []
+    for option, uri in outputs.items():
+        if option not in case.outputs:
+            assert storage.list_uris(uri) == [], f"{option} has objects after a failure"
+
+
+def test_the_battery_covers_every_step_and_enough_cases():
+    steps = {p.parent.name for p in Path(__file__).resolve().parents[2].glob("components/*/main.py")}
+    assert {case.step for case in CASES} == steps
+    assert len(CASES) >= 40
+    assert len({case.id for case in CASES}) == len(CASES)
