@@ -97,8 +97,10 @@ s3_round_trip() {  # the gateway answers HTTP before it can store anything: wait
 import boto3
 from botocore.config import Config
 s3 = boto3.client("s3", config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10))
-if "mlops-provision" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+try:  # SeaweedFS lists only the caller's own buckets, so create and accept "already there"
     s3.create_bucket(Bucket="mlops-provision")
+except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+    pass
 s3.put_object(Bucket="mlops-provision", Key="ready", Body=b"ok")
 PY
 }
@@ -107,7 +109,9 @@ provision_s3() {
   if s3_round_trip >/dev/null 2>&1; then return; fi
   log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
   mkdir -p "$STATE/s3data"
-  setsid "$VENV/bin/weed" server -dir="$STATE/s3data" -s3 -s3.port="$S3_PORT" \
+  # weed would make AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from its environment its only identity and
+  # refuse every other key: start it without them, so any key is accepted (a local test server).
+  env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN setsid "$VENV/bin/weed" server -dir="$STATE/s3data" -s3 -s3.port="$S3_PORT" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=9333 -volume.port=8081 -filer.port=8888 -volume.max=100 \
     >"$STATE/seaweedfs.log" 2>&1 </dev/null &
   wait_for "SeaweedFS S3" 120 s3_round_trip
