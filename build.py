@@ -72,6 +72,8 @@ def git_source() -> str:
     match = re.match(r"^(?:ssh://)?git@([^:/]+)[:/](.+?)(?:\.git)?$", url)
     if match:
         return f"https://{match.group(1)}/{match.group(2)}"
+    if url and "://" not in url:  # a local path: a clone of a clone on this machine
+        return Path(url).resolve().as_uri()
     if url:
         return re.sub(r"^(https?://)[^@/]+@", r"\1", url).removesuffix(".git")
     if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):

@@ -204,7 +204,8 @@ def test_oci_labels(images, step):
     assert all(values.values()), f"missing or empty OCI labels: {[n for n, v in values.items() if not v]}"
     assert values["version"] == (REPO / "VERSION").read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", values["revision"]), values["revision"]
-    assert re.fullmatch(r"https://\S+", values["source"]), values["source"]
+    # https for a clone of a hosted repository; file:// for a build from a local checkout or clone
+    assert re.fullmatch(r"(https|file)://\S+", values["source"]), values["source"]
     created = dt.datetime.strptime(values["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert created <= dt.datetime.now(dt.UTC)
 

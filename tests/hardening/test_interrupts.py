@@ -47,7 +47,7 @@ CASES = [
     Case("split", ("--data-uri", "{inputs}/data/data.parquet", "--random-state", "7"),
          ("train.parquet", "test.parquet")),
     Case("train", ("--train-uri", "{inputs}/split/train.parquet", "--n-estimators", "25"),
-         ("model.skops", "model_card.json")),
+         ("model.skops", "reference_profile.json", "model_card.json")),
     Case("make_batch", ("--dataset", "wine", "--n-rows", "60", "--shift", "alcohol:mean=+0.5"), ("batch.parquet",),
          sigterm_at=outputs.MANIFEST_FILE),  # the manifest itself is stored when the signal lands
 ]
