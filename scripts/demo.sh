@@ -18,8 +18,10 @@ banner() { printf '\n=== %s\n' "$*"; }
 "$PY" - "$BUCKET" <<'PY'
 import sys, boto3
 s3 = boto3.client("s3")
-if sys.argv[1] not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+try:  # some servers (SeaweedFS) list only the caller's own buckets: create and accept "already there"
     s3.create_bucket(Bucket=sys.argv[1])
+except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+    pass
 PY
 
 banner "1. training pipeline on $DATASET (kfp.local, images from $SPECS) → $PREFIX"
@@ -32,7 +34,9 @@ make_batch() {
     -e AWS_DEFAULT_REGION "$(step_image make_batch)" --dataset "$DATASET" --n-rows 300 "$@"
 }
 make_batch --random-state 11 --output-dir "$PREFIX/batches/0001-clean"
-make_batch --random-state 12 --shift "alcohol:mean=+1.5; color_intensity:scale=2; proline:mean=-1" \
+# A drifted feed: seven of the thirteen features moved (units, calibration, a new supplier...).
+make_batch --random-state 12 --shift "alcohol:mean=+1.5; malic_acid:mean=+1; ash:scale=2; magnesium:mean=-1; \
+color_intensity:scale=2; hue:mean=-1; proline:mean=-1" \
   --output-dir "$PREFIX/batches/0002-drifted"
 
 banner "3a. monitoring pipeline on the clean batch: expect no drift and no retraining"
