@@ -1,29 +1,14 @@
 """Evaluate a trained classifier on a held-out table and publish its metrics."""
 from __future__ import annotations
 
-import json
-
 import click
 
 from mlops_runtime import models, outputs, step_io
 from mlops_runtime.cli import executor_input_option, output_path_option, step
-from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.metrics import SCALAR_METRICS, aligned_features, compute_metrics
 
 METRICS_FILE = "metrics.json"
-
-
-def parse_executor_input(text: str | None) -> str | None:
-    if not text:
-        return None
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise BadInputError(f"not valid JSON ({error})", label="--executor-input") from None
-    if not isinstance(document, dict):
-        raise BadInputError("expected a JSON object", label="--executor-input")
-    return text
 
 
 @step("evaluate", help="Evaluate a trained model on a test table: accuracy, macro precision/recall/F1 and the "
@@ -36,7 +21,6 @@ def parse_executor_input(text: str | None) -> str | None:
 @output_path_option("accuracy", "Accuracy on the test table.")
 def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | None,
         metrics_uri_output_path: str | None, accuracy_output_path: str | None) -> None:
-    executor_input = parse_executor_input(executor_input)
     metrics_uri = step_io.output_uri(output_dir, METRICS_FILE)
     model, card = models.load_model(model_uri, label="--model-uri")  # sha256 verified against the card
     model_record = {"name": "--model-uri", "uri": model_uri, "sha256": card["model_sha256"]}

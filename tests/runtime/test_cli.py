@@ -9,7 +9,7 @@ import click
 from click.testing import CliRunner
 
 from mlops_runtime import outputs, storage
-from mlops_runtime.cli import step
+from mlops_runtime.cli import executor_input_option, step
 from mlops_runtime.errors import BadInputError, ExitCode
 
 
@@ -85,3 +85,17 @@ def test_sigterm_removes_published_outputs(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@step("metrics_demo")
+@executor_input_option()
+def metrics_demo(executor_input):
+    raise AssertionError("never reached with a malformed executor input")
+
+
+def test_malformed_executor_input_is_refused_before_any_work():
+    for text, problem in (("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object")):
+        result = CliRunner().invoke(metrics_demo, ["--executor-input", text])
+        assert result.exit_code == ExitCode.BAD_INPUT
+        assert result.stderr.startswith("error: --executor-input: ") and problem in result.stderr
+        assert result.stderr.count("\n") == 1

@@ -6,6 +6,7 @@ unwinds the step like an error, so the objects it had published are removed agai
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import ComponentError, ExitCode
+from .errors import BadInputError, ComponentError, ExitCode
 from .log import step_logging
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -92,6 +93,19 @@ def output_path_option(name: str, help: str) -> Callable[[Callable[..., Any]], A
                         help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
 
 
+def _check_executor_input(_ctx: click.Context, _param: click.Parameter, text: str | None) -> str | None:
+    """Refuse a malformed executor input up front, before any work (it is only read at the very end)."""
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise BadInputError(f"not valid JSON ({error})", label="--executor-input") from None
+    if not isinstance(document, dict):
+        raise BadInputError("expected a JSON object", label="--executor-input")
+    return text
+
+
 def executor_input_option() -> Callable[[Callable[..., Any]], Any]:
-    return click.option("--executor-input", default=None, metavar="JSON",
+    return click.option("--executor-input", default=None, metavar="JSON", callback=_check_executor_input,
                         help="KFP executor input (set by KFP); used to report UI metrics.")
