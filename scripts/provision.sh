@@ -50,7 +50,7 @@ provision_engine() {
     local A=(-o Dir::Etc::SourceList="$tmp/trixie.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$tmp/lists")
     apt-get "${A[@]}" update -qq
     (cd "$tmp" && apt-get "${A[@]}" download docker.io docker-buildx >/dev/null)
-    dpkg -x "$tmp"/docker.io_26*.deb /opt/docker26
+    dpkg -x "$tmp"/docker.io_*.deb /opt/docker26  # 26.1 when written; any engine >= 23 works
     dpkg -x "$tmp"/docker-buildx_*.deb "$tmp/bx"
     mkdir -p ~/.docker/cli-plugins
     cp "$tmp/bx/usr/libexec/docker/cli-plugins/docker-buildx" ~/.docker/cli-plugins/
