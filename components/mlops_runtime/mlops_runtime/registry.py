@@ -20,12 +20,11 @@ same bytes (an S3 ETag is a content hash) and a lost update would show as a miss
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import storage
+from . import documents, storage
 from .errors import BadInputError, ModelError, StorageError
 from .log import get_logger
 from .models import CARD_FILE, MODEL_FILE
@@ -73,19 +72,21 @@ class ModelRegistry:
 
     def entry(self, version: int) -> dict[str, Any]:
         uri = storage.join(self.version_uri(version), ENTRY_FILE)
-        try:
-            return json.loads(storage.read_bytes(uri))
-        except ValueError:
-            raise ModelError(f"{uri}: corrupted registry entry") from None
+        entry = documents.registry_entry(storage.read_bytes(uri), uri)
+        if entry["version"] != version:
+            raise ModelError(f"{uri}: corrupted registry entry (version: {entry['version']}, not {version})")
+        return entry
 
     def find_by_sha(self, model_sha256: str) -> int | None:
         found = storage.read_with_etag(self._sha_index_uri(model_sha256))
         if found is None:
             return None
         try:
-            return int(json.loads(found[0])["version"])
-        except (ValueError, KeyError, TypeError):
-            raise ModelError(f"{self._sha_index_uri(model_sha256)}: corrupted registry index") from None
+            index = documents.validate(documents.parse_json(found[0]), {"version": documents.integer(1)},
+                                       required=("version",))
+        except documents.Invalid as invalid:
+            raise ModelError(f"{self._sha_index_uri(model_sha256)}: corrupted registry index ({invalid})") from None
+        return index["version"]
 
     def _sha_index_uri(self, model_sha256: str) -> str:
         return storage.join(self.base, SHA_INDEX_DIR, f"{model_sha256}.json")
@@ -104,7 +105,8 @@ class ModelRegistry:
         version = self._claim_version()
         uri = self.version_uri(version)
         files = {MODEL_FILE: model, CARD_FILE: card, METRICS_FILE: metrics, **extra_files}
-        written: list[str] = []
+        # The claim goes too when the registration fails: no number is left taken by a version that never was.
+        written: list[str] = [storage.join(uri, CLAIM_FILE)]
         try:
             for name, data in files.items():
                 storage.write_bytes(storage.join(uri, name), data)
@@ -143,12 +145,7 @@ class ModelRegistry:
         if found is None:
             return Production(None, None)
         data, etag = found
-        try:
-            pointer = json.loads(data)
-            int(pointer["version"]), pointer["model_sha256"]
-        except (ValueError, KeyError, TypeError):
-            raise ModelError(f"{storage.join(self.base, POINTER_FILE)}: corrupted production pointer") from None
-        return Production(pointer, etag)
+        return Production(documents.production_pointer(data, storage.join(self.base, POINTER_FILE)), etag)
 
     def promote(self, version: int, *, reason: str, expected: Production) -> bool:
         """Point production at ``version`` if production is still what ``expected`` saw.
