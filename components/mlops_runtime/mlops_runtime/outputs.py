@@ -310,13 +310,13 @@ def executor_output(executor_input: str | None, *, metrics: dict[str, float] | N
         return None
     try:
         spec = json.loads(executor_input)
-        outputs = spec.get("outputs") or {}
+        outputs = spec.get("outputs", {})
         output_file = outputs.get("outputFile")
-        declared = outputs.get("artifacts") or {}
-        if (output_file is not None and not isinstance(output_file, str)) or not isinstance(declared, dict):
+        declared = {name: dict(entry["artifacts"][0]) for name, entry in (outputs.get("artifacts") or {}).items()}
+        if output_file is not None and not isinstance(output_file, str):
             raise TypeError
-    except (ValueError, TypeError, AttributeError):
-        raise BadInputError("not a KFP executor input (outputs.outputFile, outputs.artifacts)",
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        raise BadInputError("not a KFP executor input (outputs.outputFile, outputs.artifacts.<name>.artifacts[0])",
                             label="--executor-input") from None
     if not output_file:
         return None
@@ -325,11 +325,7 @@ def executor_output(executor_input: str | None, *, metrics: dict[str, float] | N
     def artifact(name: str, metadata: dict[str, Any]) -> None:
         if name not in declared:
             return
-        try:
-            runtime = dict(declared[name]["artifacts"][0])
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise BadInputError(f"outputs.artifacts.{name}: not a list of runtime artifacts",
-                                label="--executor-input") from None
+        runtime = declared[name]
         runtime["metadata"] = {**(runtime.get("metadata") or {}), **metadata}
         artifacts[name] = {"artifacts": [runtime]}
 
