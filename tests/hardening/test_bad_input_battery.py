@@ -583,10 +583,14 @@ def test_bad_input_fails_cleanly(case: Case, world: World, use_s3, iam_s3: Seawe
     kfp_overrides = case.kfp(world) if case.kfp else {}
     args = [*case.args(world), *(a for pair in outputs.items() for a in pair),
             *parameter_files(case.step, kfp_files, kfp_overrides)]
-    watched = [uri for uri in [*outputs.values(), case.preserved(world) if case.preserved else None] if uri]
+    # outputs the case replaced (an existing registry...) and inputs it must not touch: unchanged afterwards
+    watched = [outputs[option] for option in case.outputs if option in outputs]
+    watched += [case.preserved(world)] if case.preserved else []
     before = {uri: listing(uri) for uri in watched}
+    environment = monkeypatch.context()
+    patch = environment.__enter__()
     for name, value in case.env.items():
-        monkeypatch.setenv(name, value)
+        patch.setenv(name, value)
     if case.env:
         fresh_clients()
 
@@ -601,8 +605,7 @@ def test_bad_input_fails_cleanly(case: Case, world: World, use_s3, iam_s3: Seawe
         code, stderr = result.exit_code, result.stderr
         if case.key:
             use_s3(iam_s3)  # the admin key, to look at what is there
-    for name in case.env:
-        monkeypatch.delenv(name)
+    environment.__exit__(None, None, None)  # the S3 settings as they were
     if case.env:
         fresh_clients()
 

@@ -130,7 +130,7 @@ class Publication:
         except OSError as error:
             with suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise storage._local_error(str(target), error, writing=True).about(label) from None
+            raise storage.local_error(str(target), error, writing=True).about(label) from None
 
     def rollback(self) -> list[str]:
         """Remove what was written; returns the objects that could not be removed (the store failed)."""
@@ -196,16 +196,18 @@ def check_output_path(path: str, *, label: str) -> None:
     """Refuse, before any work, a KFP output file that cannot be created: its nearest existing folder
     must be a writable directory (KFP makes the folders of an outputPath; a standalone run may not)."""
     target = Path(path)
-    if target.is_dir():
-        raise BadInputError(f"{path}: is a directory, not a file", label=label)
-    folder = target.parent
-    while not folder.exists():
-        if folder == folder.parent:
-            break
-        folder = folder.parent
-    if folder.exists() and not folder.is_dir():
-        raise BadInputError(f"{path}: {folder} is not a directory", label=label)
-    if not os.access(folder, os.W_OK | os.X_OK):
+    try:
+        if target.is_dir():
+            raise BadInputError(f"{path}: is a directory, not a file", label=label)
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise BadInputError(f"{path}: {folder} is not a directory", label=label)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError as error:  # e.g. a folder of another user that this one cannot even look into
+        raise storage.local_error(path, error, writing=True).about(label) from None
+    if not writable:
         raise StorageError(f"{path}: cannot write in {folder} (permission denied or read-only)", label=label)
 
 

@@ -217,7 +217,7 @@ def read_bytes(uri: str, *, label: str | None = None) -> bytes:
             except PermissionError:
                 raise StorageError(f"{uri}: permission denied") from None
             except OSError as error:
-                raise _local_error(uri, error) from None
+                raise local_error(uri, error) from None
         client = s3_client()
         try:
             return _with_retries(lambda: client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
@@ -278,7 +278,7 @@ def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as error:
-        raise _local_error(str(path), error, writing=True) from None
+        raise local_error(str(path), error, writing=True) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -294,7 +294,7 @@ def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
             os.replace(tmp, path)
         return True
     except OSError as error:
-        raise _local_error(str(path), error, writing=True) from None
+        raise local_error(str(path), error, writing=True) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -307,7 +307,7 @@ def _replace_local_if_match(path: Path, data: bytes, etag: str) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(path.with_name(f".{path.name}.lock"), "w")  # noqa: SIM115 (closed below)
     except OSError as error:
-        raise _local_error(str(path), error, writing=True) from None
+        raise local_error(str(path), error, writing=True) from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = sha256_hex(path.read_bytes()) if path.is_file() else None
@@ -325,7 +325,7 @@ def read_with_etag(uri: str, *, label: str | None = None) -> tuple[bytes, str] |
         try:
             data = location.read_bytes()
         except OSError as error:
-            mapped = _local_error(uri, error)
+            mapped = local_error(uri, error)
             raise (mapped.about(label) if label else mapped) from None
         return data, sha256_hex(data)
     client = s3_client()
@@ -369,7 +369,7 @@ def delete(uri: str, *, retry_window: float | None = None) -> None:
         try:
             location.unlink(missing_ok=True)
         except OSError as error:
-            raise _local_error(uri, error) from None
+            raise local_error(uri, error) from None
         return
     client = s3_client()
     try:
@@ -405,7 +405,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _local_error(uri: str, error: OSError, *, writing: bool = False) -> ComponentError:
+def local_error(uri: str, error: OSError, *, writing: bool = False) -> ComponentError:
     """A local file error as a documented one: a path that cannot name a file is bad input (exit 3); a file
     system that refuses (permissions, read-only, full) is storage (exit 4)."""
     reason = error.strerror or type(error).__name__
