@@ -198,10 +198,10 @@ def cli(history_uri: str, batch_uris: str, target_column: str, time_column: str,
             out.put(holdout_uri, tables.table_bytes(holdout.drop(columns=SOURCE).reset_index(drop=True), metadata),
                     label="--output-dir")
         out.put_json(accounting_uri, document, label="--output-dir")
-    values = {"data_uri": data_uri, "holdout_uri": holdout_uri if len(holdout) else "", "n_rows": len(train)}
-    outputs.write_parameter_outputs({"data_uri": (data_uri_output_path, values["data_uri"]),
-                                     "holdout_uri": (holdout_uri_output_path, values["holdout_uri"]),
-                                     "n_rows": (n_rows_output_path, values["n_rows"])})
+        values = {"data_uri": data_uri, "holdout_uri": holdout_uri if len(holdout) else "", "n_rows": len(train)}
+        out.parameters({"data_uri": (data_uri_output_path, values["data_uri"]),
+                        "holdout_uri": (holdout_uri_output_path, values["holdout_uri"]),
+                        "n_rows": (n_rows_output_path, values["n_rows"])})
     log.info("%d training rows and %d holdout rows from %d sources (window %s); %d rows without a target and %d "
              "outside the window left out", len(train), len(holdout), len(sources), window,
              sum(s["target_missing"] for s in accounting), sum(s["outside_window"] for s in accounting))

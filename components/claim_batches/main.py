@@ -35,6 +35,10 @@ def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, ru
         n_pending_output_path: str | None) -> None:
     if not run_id.strip():
         raise click.BadParameter("must not be empty", param_hint="'--run-id'")
+    for name, path in (("batch_uris", batch_uris_output_path), ("n_batches", n_batches_output_path),
+                       ("n_pending", n_pending_output_path)):
+        if path:  # before the watermark changes: a claim nobody can read back would strand the batches
+            outputs.check_output_path(path, label=outputs.parameter_option(name))
     try:
         mark = watermark.Watermark(registry_uri, model_name)
     except ComponentError as error:
@@ -49,9 +53,10 @@ def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, ru
         raise error.about("--registry-uri") from None
     log.info("claimed %d of %d batches under %s (%d left for later runs)", len(claim.batches), len(candidates),
              batches_uri, claim.pending)
-    outputs.write_parameter_outputs({"batch_uris": (batch_uris_output_path, claim.batches),
-                                     "n_batches": (n_batches_output_path, len(claim.batches)),
-                                     "n_pending": (n_pending_output_path, claim.pending)})
+    with outputs.publication() as out:  # the watermark is this step's output; only KFP files are published here
+        out.parameters({"batch_uris": (batch_uris_output_path, claim.batches),
+                        "n_batches": (n_batches_output_path, len(claim.batches)),
+                        "n_pending": (n_pending_output_path, claim.pending)})
     step_io.print_outputs({"batch_uris": claim.batches, "n_batches": len(claim.batches), "n_pending": claim.pending})
 
 

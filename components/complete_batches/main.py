@@ -37,6 +37,8 @@ def batch_list(text: str) -> list[str]:
 @output_path_option("n_completed", "How many batches were newly marked as checked (0 when repeated).")
 def cli(registry_uri: str, model_name: str, run_id: str, batch_uris: str, n_completed_output_path: str | None) -> None:
     uris = batch_list(batch_uris)
+    if n_completed_output_path:
+        outputs.check_output_path(n_completed_output_path, label=outputs.parameter_option("n_completed"))
     try:
         mark = watermark.Watermark(registry_uri, model_name)
     except ComponentError as error:
@@ -46,7 +48,8 @@ def cli(registry_uri: str, model_name: str, run_id: str, batch_uris: str, n_comp
     except ComponentError as error:
         raise error.about("--registry-uri") from None
     log.info("marked %d of %d batches as checked by run %s", completed, len(uris), run_id)
-    outputs.write_parameter_outputs({"n_completed": (n_completed_output_path, completed)})
+    with outputs.publication() as out:  # the watermark is this step's output; only KFP files are published here
+        out.parameters({"n_completed": (n_completed_output_path, completed)})
     step_io.print_outputs({"n_completed": completed})
 
 
