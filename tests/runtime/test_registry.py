@@ -5,7 +5,7 @@ import pytest
 
 from mlops_runtime import storage
 from mlops_runtime.errors import BadInputError, ModelError
-from mlops_runtime.registry import CLAIM_FILE, ModelRegistry, Production
+from mlops_runtime.registry import ModelRegistry, Production
 
 SHA = "b" * 64
 
