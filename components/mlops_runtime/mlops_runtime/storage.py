@@ -13,33 +13,31 @@ Every write is atomic for a reader: one S3 PUT, or a local temporary file rename
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import os
-import random
 import re
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from .errors import BadInputError, ComponentError, StorageError
+from .s3 import (  # noqa: F401 (re-exported: the runtime's S3 client and retry policy)
+    BACKOFF_CAP_SECONDS,
+    DEFAULT_RETRY_SECONDS,
+    Unreachable,
+    _s3_client,
+    _s3_error,
+    _s3_failures,
+    _with_retries,
+    retry_seconds,
+    s3_client,
+)
 
-DEFAULT_RETRY_SECONDS = 30.0
-MAX_RETRY_SECONDS = 3600.0
-BACKOFF_BASE_SECONDS = 0.1
-BACKOFF_CAP_SECONDS = 2.0
 # S3's bucket naming rules (the ones every current bucket follows): 3-63 lowercase letters, digits,
 # '.' and '-', starting and ending with a letter or digit, no '..' and not an IPv4 address.
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 LOCAL_HOSTS = ("", "localhost")
-TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-                   "InternalError", "ServiceUnavailable", "503", "500", "502", "504"}
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,119 +87,6 @@ def join(base: str, *parts: str) -> str:
     for part in parts:
         joined = f"{joined}/{part.strip('/')}"
     return joined
-
-
-def retry_seconds() -> float:
-    """How long a call keeps retrying transient faults (``MLOPS_S3_RETRY_SECONDS``)."""
-    text = os.environ.get("MLOPS_S3_RETRY_SECONDS", "")
-    try:
-        seconds = float(text) if text else DEFAULT_RETRY_SECONDS
-    except ValueError:
-        seconds = float("nan")
-    if not 0 <= seconds <= MAX_RETRY_SECONDS:  # also refuses NaN
-        raise StorageError(f"MLOPS_S3_RETRY_SECONDS={text!r}: expected seconds between 0 and {MAX_RETRY_SECONDS:g}")
-    return seconds
-
-
-def _timeout(name: str, default: float) -> float:
-    text = os.environ.get(name, "")
-    try:
-        seconds = float(text) if text else default
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds <= MAX_RETRY_SECONDS:
-        raise StorageError(f"{name}={text!r}: expected seconds above 0 and at most {MAX_RETRY_SECONDS:g}")
-    return seconds
-
-
-@functools.cache
-def _s3_client(connect_timeout: float, read_timeout: float):
-    import boto3
-    from botocore.config import Config
-
-    # One attempt per call: retries are :func:`_with_retries`' deadline, not botocore's attempt count
-    # (whose standard mode sleeps under a second in total over its default attempts, and whose retry
-    # quota would stop retrying for the whole client after a few dozen failures).
-    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=connect_timeout,
-                    read_timeout=read_timeout)
-    return boto3.client("s3", config=config)
-
-
-def s3_client():
-    return _s3_client(_timeout("MLOPS_S3_CONNECT_TIMEOUT", 5.0), _timeout("MLOPS_S3_READ_TIMEOUT", 60.0))
-
-
-def _transient(error: Exception) -> bool:
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionError,
-        HTTPClientError,
-        IncompleteReadError,
-        ResponseStreamingError,
-    )
-
-    if isinstance(error, ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return code in TRANSIENT_CODES or status >= 500 or status == 429
-    return isinstance(error, (ConnectionError, HTTPClientError, IncompleteReadError, ResponseStreamingError))
-
-
-class Unreachable(Exception):
-    """Every attempt of a call failed with a transient fault until its retry window closed."""
-
-    def __init__(self, last: Exception, attempts: int, seconds: float) -> None:
-        self.last, self.attempts, self.seconds = last, attempts, seconds
-        super().__init__(f"{type(last).__name__} after {attempts} attempts in {seconds:.1f}s")
-
-
-def _with_retries(call: Callable[[], T], *, window: float | None = None) -> T:
-    """``call()``, retried on transient faults with full-jitter backoff until ``window`` seconds have passed."""
-    window = retry_seconds() if window is None else window
-    began = time.monotonic()
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            return call()
-        except Exception as error:
-            if not _transient(error):
-                raise
-            elapsed = time.monotonic() - began
-            if elapsed >= window:
-                raise Unreachable(error, attempts, elapsed) from error
-            delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempts, 16)))
-            time.sleep(min(delay, window - elapsed))
-
-
-def _s3_error(uri: str, error: Exception, *, reading: bool) -> Exception:
-    """Map a boto3/botocore exception to a component error with a one-line message.
-
-    A missing bucket is bad input when a step reads an input object (``reading``); for writes, listings,
-    existence checks and the registry's pointers it is a storage misconfiguration.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
-    if isinstance(error, Unreachable):
-        return StorageError(f"{uri}: storage unreachable for {error.seconds:.1f}s ({error.attempts} attempts, "
-                            f"last {type(error.last).__name__}; MLOPS_S3_RETRY_SECONDS={retry_seconds():g})")
-    if isinstance(error, ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchBucket",):
-            return (BadInputError if reading else StorageError)(f"{uri}: no such bucket")
-        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
-            return BadInputError(f"{uri}: no such object")
-        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
-            return StorageError(f"{uri}: access denied ({code})")
-        if code in ("InvalidBucketName", "KeyTooLongError", "InvalidURI", "InvalidArgument"):
-            return BadInputError(f"{uri}: refused by the object store ({code})")
-        return StorageError(f"{uri}: S3 error {code or status}")
-    if isinstance(error, ParamValidationError):  # botocore refused the request before sending it
-        return BadInputError(f"{uri}: not a valid S3 location ({' '.join(str(error).split())[:200]})")
-    if isinstance(error, BotoCoreError):
-        return StorageError(f"{uri}: storage failed ({type(error).__name__}: {' '.join(str(error).split())[:200]})")
-    return error
 
 
 def read_bytes(uri: str, *, label: str | None = None) -> bytes:
@@ -413,9 +298,3 @@ def local_error(uri: str, error: OSError, *, writing: bool = False) -> Component
             writing and error.errno == errno.EEXIST):
         return BadInputError(f"{uri}: not a usable file path ({reason})")
     return StorageError(f"{uri}: cannot {'write' if writing else 'read'} ({reason})")
-
-
-def _s3_failures() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (ClientError, BotoCoreError, Unreachable)
