@@ -255,8 +255,9 @@ def race(deploy_step, registry: str, racers: list[Candidate], compare: bool, mon
 
     monkeypatch.setattr(ModelRegistry, "production", production_then_wait)
     loaded = [deploy_step.read_candidate(who.model_uri, who.metrics_uri) for who in racers]
+    gate = deploy_step.Gate("accuracy", 0.9, compare_to_production=compare)
     with ThreadPoolExecutor(len(racers)) as pool:
-        futures = [pool.submit(deploy_step.deploy, c, ModelRegistry(registry, "classifier"), 0.9, compare)
+        futures = [pool.submit(deploy_step.deploy, c, ModelRegistry(registry, "classifier"), gate)
                    for c in loaded]
         return [future.result(timeout=120) for future in futures]
 
@@ -352,9 +353,13 @@ def test_metrics_of_another_model_are_refused(step, base, candidate):
 
 @pytest.mark.parametrize("content, message", [
     (b"{not json", "not valid JSON"),
-    (b'{"accuracy": "high"}', "no accuracy between 0 and 1"),
-    (b'{"accuracy": 1.5}', "no accuracy between 0 and 1"),
+    (b'{"accuracy": "high"}', "accuracy 'high' is not a number between 0 and 1"),
+    (b'{"accuracy": 1.5}', "accuracy 1.5 is not a number between 0 and 1"),
     (b'{"accuracy": 0.99}', "these metrics are of model sha256 None"),
+    (b'[0.99]', "the metrics are not a JSON object"),
+    (b'{"accuracy": 0.99, "task": "ranking"}', "unknown task 'ranking'"),
+    (b'{"accuracy": 0.99, "rmse": 2.0}', "rmse is not a classification metric"),
+    (b'{"accuracy": 0.99, "n_samples": 0}', "n_samples 0 is not a positive integer"),
 ])
 def test_invalid_metrics_are_refused(step, base, candidate, content, message):
     who = candidate("m", errors=5)
