@@ -111,6 +111,8 @@ def build_world(root: Path, iam: SeaweedServer) -> World:
         "missing_feature": iris.drop(columns=[feature]),
         "extra_feature": iris.assign(extra=1.0),
         "unknown_class": iris.assign(target=iris.target.where(iris.index != 0, 7)),
+        "wrong_type_feature": iris.assign(**{feature: "wide"}),
+        "all_nan_target": iris.assign(target=float("nan")),
     }
     (root / "bad").mkdir()
     for name, frame in bad_tables.items():
@@ -304,9 +306,10 @@ CASES = [
     Case("evaluate", "model with untrusted types", MODEL, "--model-uri", model_args("bad/untrusted/model.skops")),
     Case("evaluate", "model file missing", MODEL, "--model-uri", model_args("bad/absent/model.skops")),
     Case("evaluate", "test table lacks a feature", BAD_INPUT, "--test-uri", evaluate_on("missing_feature")),
-    Case("evaluate", "test table has an extra column", BAD_INPUT, "--test-uri", evaluate_on("extra_feature")),
+    Case("evaluate", "feature of another type than in training", BAD_INPUT, "--test-uri",
+         evaluate_on("wrong_type_feature")),
     Case("evaluate", "class the model does not know", BAD_INPUT, "--test-uri", evaluate_on("unknown_class")),
-    Case("evaluate", "NaN feature", BAD_INPUT, "--test-uri", evaluate_on("nan_feature")),
+    Case("evaluate", "no row has a target value", BAD_INPUT, "--test-uri", evaluate_on("all_nan_target")),
     Case("evaluate", "S3 read access denied", STORAGE, "--model-uri",
          lambda w: ["--model-uri", w.iam_uri("model.skops"), "--test-uri", w.path("good/split/test.parquet")],
          key="nobody"),
