@@ -48,7 +48,8 @@ def _scorer(metric: str, y_true: np.ndarray, predicted: np.ndarray, proba: np.nd
     if metric in ("log_loss", "brier", "mape"):
         return resampling.row_loss_scorer(_row_losses(metric, y_true, predicted, proba, classes))
     assert proba is not None
-    return resampling.loop_scorer(lambda rows: metrics.probability_metrics(y_true[rows], proba[rows], classes)[metric])
+    return resampling.loop_scorer(
+        lambda rows: metrics.probability_metrics(y_true[rows], proba[rows], classes, (metric,))[metric])
 
 
 def compare(challenger: Contender, champion: Contender, table: pd.DataFrame, uri: str, *, label: str, metric: str,

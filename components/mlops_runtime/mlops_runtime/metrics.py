@@ -138,39 +138,44 @@ def classification_metrics(y_true: np.ndarray, predicted: np.ndarray, classes: l
                                  "matrix": confusion_matrix(y_true, predicted, labels=classes).tolist()}}
 
 
-def probability_metrics(y_true: np.ndarray, proba: np.ndarray | None, classes: list[Any]) -> dict[str, float | None]:
-    """roc_auc, pr_auc, log_loss and brier; ``proba`` columns follow ``classes`` (the model's classes_)."""
+PROBABILITY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
+
+
+def probability_metrics(y_true: np.ndarray, proba: np.ndarray | None, classes: list[Any],
+                        names: tuple[str, ...] = PROBABILITY_METRICS) -> dict[str, float | None]:
+    """roc_auc, pr_auc, log_loss and brier (or just ``names``); ``proba`` columns follow ``classes`` (the
+    model's classes_)."""
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
     from sklearn.preprocessing import label_binarize
 
     if proba is None:
-        return dict.fromkeys(("roc_auc", "pr_auc", "log_loss", "brier"))
+        return dict.fromkeys(names)
     binary = len(classes) == 2
     positive = (y_true == classes[1]) if binary else None
     present = set(np.unique(y_true).tolist())
-    every_class = all(plain_value(c) in present for c in classes)
+    every_class = all(plain_value(c) in present for c in classes)  # AUCs need every class in the labels
+    compute = {
+        "roc_auc": (lambda: roc_auc_score(positive, proba[:, 1])) if binary else (
+            lambda: roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=classes)),
+        "pr_auc": (lambda: average_precision_score(positive, proba[:, 1])) if binary else (
+            lambda: average_precision_score(label_binarize(y_true, classes=classes), proba, average="macro")),
+        "log_loss": lambda: log_loss(y_true, proba, labels=classes),
+        "brier": (lambda: brier_score_loss(positive, proba[:, 1])) if binary else (
+            lambda: brier_score_loss(y_true, proba, labels=classes)),
+    }
 
-    def defined(compute: Any) -> float | None:
+    def defined(name: str) -> float | None:
+        if name in ("roc_auc", "pr_auc") and not every_class:
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                value = float(compute())
+                value = float(compute[name]())
             except ValueError:  # e.g. only one class present
                 return None
         return value if math.isfinite(value) else None
 
-    if binary:
-        roc = defined(lambda: roc_auc_score(positive, proba[:, 1])) if every_class else None
-        pr = defined(lambda: average_precision_score(positive, proba[:, 1])) if every_class else None
-        brier = defined(lambda: brier_score_loss(positive, proba[:, 1]))
-    else:
-        roc = defined(lambda: roc_auc_score(y_true, proba, multi_class="ovr", average="macro",
-                                            labels=classes)) if every_class else None
-        pr = defined(lambda: average_precision_score(label_binarize(y_true, classes=classes), proba,
-                                                     average="macro")) if every_class else None
-        brier = defined(lambda: brier_score_loss(y_true, proba, labels=classes))
-    return {"roc_auc": roc, "pr_auc": pr, "log_loss": defined(lambda: log_loss(y_true, proba, labels=classes)),
-            "brier": brier}
+    return {name: defined(name) for name in names}
 
 
 def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
