@@ -208,3 +208,17 @@ def test_comparison_data_that_does_not_fit_is_refused(step, tmp_path):
                                  "--comparison-data-uri", newest_holdout(base, "regression")), ExitCode.MODEL,
                           "--registry-uri", f"{base}/nowhere")
     assert "not a regression model" in line and storage.list_uris(registry) == before
+
+
+def test_a_lower_is_better_probability_metric_on_the_comparison_data(step, tmp_path):
+    base, registry = str(tmp_path), str(tmp_path / "registry")
+    champion = trained(step, base, "champion", "classification", coefficients=OLD, seed=1)
+    challenger = trained(step, base, "challenger", "classification", coefficients=NEW, seed=2)
+    gate = ("--metric", "brier", "--threshold", "0.3")
+    assert outcome(deploy(step, champion, registry, *gate))["promoted"] is True
+    result = outcome(deploy(step, challenger, registry, *gate, "--compare-to-production", "--comparison-data-uri",
+                            newest_holdout(base, "classification"), "--n-bootstrap", "200"))
+    assert result["promoted"] is True, result["reason"]
+    record = entry(registry, 2)["comparison"]
+    assert record["direction"] == "lower" and record["champion"] > record["challenger"]
+    assert record["scores"]["champion"]["brier"] == record["champion"] and record["test"]["p_value"] == 1 / 201

@@ -125,3 +125,21 @@ def test_a_text_target_for_a_regressor_is_refused(step, tmp_path):
     line = assert_refused(evaluate(step, model_uri, task_fixtures.put(str(tmp_path / "t.csv"), test),
                                    str(tmp_path / "out")), ExitCode.BAD_INPUT, "--test-uri", str(tmp_path / "out"))
     assert "the model predicts numbers" in line
+
+
+def test_classification_rows_without_a_target_are_left_out(step, tmp_path):
+    train = task_fixtures.table("classification", 300, seed=1)
+    model = task_fixtures.fit(train, "classification")
+    model_uri = str(tmp_path / "m" / "model.skops")
+    task_fixtures.write(model, model_uri, train, "classification")
+    test = task_fixtures.table("classification", 100, seed=2)
+    test[task_fixtures.TARGET] = test[task_fixtures.TARGET].astype(float)  # as a CSV with gaps reads back
+    test.loc[:9, task_fixtures.TARGET] = np.nan
+    result = evaluate(step, model_uri, task_fixtures.put(str(tmp_path / "t.csv"), test), str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    labeled = test.iloc[10:]
+    y = labeled[task_fixtures.TARGET].astype(int)
+    assert (metrics["n_samples"], metrics["n_target_missing"]) == (90, 10)
+    assert metrics["accuracy"] == sk.accuracy_score(y, model.predict(labeled[task_fixtures.FEATURES]))
+    assert metrics["confusion_matrix"]["labels"] == [0, 1]
