@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from mlops_runtime import comparison, metrics, models, outputs, step_io, storage
+from mlops_runtime import comparison, documents, metrics, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError, UsageError
 from mlops_runtime.log import get_logger
@@ -88,10 +88,7 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
                                 label="--model-uri") from None
 
     metrics_bytes = storage.read_bytes(metrics_uri, label="--metrics-uri")
-    try:
-        document = json.loads(metrics_bytes)
-    except ValueError:
-        raise BadInputError(f"{metrics_uri}: not valid JSON", label="--metrics-uri") from None
+    document = documents.metrics(metrics_bytes, metrics_uri, label="--metrics-uri")
     document = metrics.check_metrics_document(document, uri=metrics_uri, label="--metrics-uri")
     card = stored.card
     if document.get("model_sha256") != card["model_sha256"]:
@@ -299,9 +296,10 @@ def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, me
         outcome = deploy(candidate, registry, gate)
     except ComponentError as error:
         raise error.about("--registry-uri") from None
-    outputs.write_parameter_outputs({name: (path, outcome[name]) for name, path in (
-        ("decision", decision_output_path), ("promoted", promoted_output_path),
-        ("registered_uri", registered_uri_output_path), ("reason", reason_output_path))})
+    with outputs.publication() as out:  # the registry is this step's output; only KFP files are published here
+        out.parameters({name: (path, outcome[name]) for name, path in (
+            ("decision", decision_output_path), ("promoted", promoted_output_path),
+            ("registered_uri", registered_uri_output_path), ("reason", reason_output_path))})
     step_io.print_outputs(outcome)
 
 

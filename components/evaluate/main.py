@@ -58,17 +58,17 @@ def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | No
     }
     with outputs.publication(output_dir, lineage=document["lineage"]) as out:
         out.put_json(metrics_uri, document, label="--output-dir")
-    accuracy = scores["accuracy"] if task == "classification" else NO_ACCURACY
-    values = {"metrics_uri": metrics_uri, "accuracy": accuracy, "score": scores[default_metric]}
-    matrix = scores.get("confusion_matrix")
-    outputs.write_executor_output(
-        executor_input, metrics=metrics.scalar_metrics(scores, task),
-        confusion_matrix=(matrix["labels"], matrix["matrix"]) if matrix else None,
-        roc_curve=metrics.roc_points(target.to_numpy(), proba, list(model.classes_)) if matrix else None,
-        parameters=values)
-    outputs.write_parameter_outputs({"metrics_uri": (metrics_uri_output_path, metrics_uri),
-                                     "accuracy": (accuracy_output_path, accuracy),
-                                     "score": (score_output_path, values["score"])})
+        accuracy = scores["accuracy"] if task == "classification" else NO_ACCURACY
+        values = {"metrics_uri": metrics_uri, "accuracy": accuracy, "score": scores[default_metric]}
+        matrix = scores.get("confusion_matrix")
+        out.executor_output(
+            executor_input, metrics=metrics.scalar_metrics(scores, task),
+            confusion_matrix=(matrix["labels"], matrix["matrix"]) if matrix else None,
+            roc_curve=metrics.roc_points(target.to_numpy(), proba, list(model.classes_)) if matrix else None,
+            parameters=values)
+        out.parameters({"metrics_uri": (metrics_uri_output_path, metrics_uri),
+                        "accuracy": (accuracy_output_path, accuracy),
+                        "score": (score_output_path, values["score"])})
     step_io.print_outputs(values)
 
 

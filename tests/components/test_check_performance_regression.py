@@ -137,5 +137,5 @@ def test_refusals(step, base, production):
     assert "missing model input column(s): x1" in refused(step, base, missing, ExitCode.BAD_INPUT, "--batch-uri")
     tampered = f"{base}/registry/{MODEL}/1/metrics.json"
     storage.write_bytes(tampered, outputs.json_bytes({"rmse": -4.0}))
-    assert "rmse -4.0 is not a number" in refused(step, base, uri, ExitCode.BAD_INPUT, "--baseline-metrics-uri",
+    assert "(rmse: -4.0 is outside [0, inf])" in refused(step, base, uri, ExitCode.BAD_INPUT, "--baseline-metrics-uri",
                                                   "--metric", "rmse", "--baseline-metrics-uri", tampered)
