@@ -1,12 +1,18 @@
 """check_performance: the production model's metrics on a labeled production batch, against its baseline.
 
-The verdict, for the chosen metric (accuracy by default) with baseline b (the model's test metric at
-registration) and tolerance t:
+The verdict, for the chosen metric (auto: accuracy for a classifier, r2 for a regressor) with baseline b
+(the model's test metric at registration) and tolerance t, for a higher-is-better metric (accuracy,
+macro precision/recall/F1, r2):
 
     degraded  <=>  b - observed > t   and   upper end of the bootstrap interval < b - t
 
-so a batch is called degraded only when the drop is both larger than the tolerance and too large to
-be sampling noise at the given confidence (a small batch with a wide interval is not enough).
+and for a lower-is-better one (rmse, mae):
+
+    degraded  <=>  observed - b > t   and   lower end of the bootstrap interval > b + t
+
+so a batch is called degraded only when the worsening is both larger than the tolerance and too large
+to be sampling noise at the given confidence (a small batch with a wide interval is not enough).
+The batch is checked against the model's signature; rows without a label are not scored (counted).
 
 Every check is appended to the model's performance history, one JSON object per check under
 ``<registry>/<model>/performance/`` (an :mod:`mlops_runtime.journal`: named by time plus a random id,
@@ -21,9 +27,8 @@ import io
 from typing import Any
 
 import click
-import pandas as pd
 
-from mlops_runtime import documents, journal, metrics, models, outputs, step_io, storage
+from mlops_runtime import documents, journal, metrics, models, outputs, resampling, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, UsageError
 from mlops_runtime.lineage import input_record, lineage
@@ -36,6 +41,7 @@ BATCH_FILE = "batch.parquet"
 HISTORY_DIR = "performance"
 HISTORY_PLOTTED = 100  # newest checks drawn in the report
 MAX_SEED = 2**32 - 1
+NO_ACCURACY = -1.0  # the accuracy output of a regression model, which has none
 
 log = get_logger("check_performance")
 
@@ -89,6 +95,7 @@ def baseline_metrics(metric: str, model_uri: str, card: dict[str, Any], entry: d
         raise BadInputError(f"no baseline: no {METRICS_FILE} beside the model and no registry entry; "
                             "pass --baseline-metrics-uri (evaluate's metrics.json)", label=label)
     document = documents.metrics(storage.read_bytes(uri, label=label), uri, label=label, require=(metric,))
+    document = metrics.check_metrics_document(document, uri=uri, label=label)
     value = float(document[metric])
     if document.get("model_sha256") not in (None, card["model_sha256"]):
         raise BadInputError(f"{uri}: these metrics are of model sha256 {str(document['model_sha256'])[:12]}…, not of "
@@ -98,13 +105,6 @@ def baseline_metrics(metric: str, model_uri: str, card: dict[str, Any], entry: d
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def complete_rows(table: pd.DataFrame, card: dict[str, Any]) -> tuple[pd.DataFrame, int]:
-    """The rows with every feature and the label present (a model cannot score the others)."""
-    columns = [c for c in [*card.get("feature_names", []), card.get("target_column")] if c in table.columns]
-    kept = table.dropna(subset=columns)
-    return kept, len(table) - len(kept)
 
 
 def comparable(record: dict[str, Any], metric: str) -> bool:
@@ -160,19 +160,26 @@ def report_html(result: dict[str, Any], history: list[dict[str, Any]]) -> bytes:
     colour = "#c0392b" if result["degraded"] else "#2b7a2b"
     rows = [("model", f"{result['model']} version {result['model_version'] or '—'}"),
             ("model URI", result["model_uri"]), ("batch", result["batch"]["uri"]),
-            ("rows scored", f"{result['n_rows']} ({result['n_rows_skipped']} skipped: missing values)"),
+            ("rows scored", f"{result['n_rows']} ({result['n_rows_skipped']} skipped: no label)"),
             (metric, f"{result['value']:.4f}"),
             (f"{result['ci']['confidence']:.0%} bootstrap interval",
              f"[{result['ci']['lower']:.4f}, {result['ci']['upper']:.4f}] ({result['ci']['n_resamples']} resamples)"),
             ("baseline", f"{result['baseline']:.4f} ({result['baseline_source']})"),
-            ("drop", f"{result['drop']:+.4f} (tolerance {result['tolerance']:.4f})")]
+            ("worsening", f"{result['drop']:+.4f} (tolerance {result['tolerance']:.4f})")]
     details = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
-    scores = "".join(f"<tr><th>{e(name)}</th><td>{result['metrics'][name]:.4f}</td></tr>"
-                     for name in metrics.SCALAR_METRICS)
-    matrix = result["metrics"]["confusion_matrix"]
-    header = "".join(f"<th>{e(str(label))}</th>" for label in matrix["labels"])
-    body = "".join(f"<tr><th>{e(str(label))}</th>{''.join(f'<td>{v}</td>' for v in row)}</tr>"
-                   for label, row in zip(matrix["labels"], matrix["matrix"], strict=True))
+    scores = "".join(f"<tr><th>{e(name)}</th><td>{value:.4f}</td></tr>"
+                     for name, value in metrics.scalar_metrics(result["metrics"], result["task"]).items())
+    matrix = result["metrics"].get("confusion_matrix")
+    confusion = ""
+    if matrix:
+        header = "".join(f"<th>{e(str(label))}</th>" for label in matrix["labels"])
+        body = "".join(f"<tr><th>{e(str(label))}</th>{''.join(f'<td>{v}</td>' for v in row)}</tr>"
+                       for label, row in zip(matrix["labels"], matrix["matrix"], strict=True))
+        confusion = (f"<h2>Confusion matrix (rows: true, columns: predicted)</h2><table><tr><th></th>{header}</tr>"
+                     f"{body}</table>")
+    worse = "baseline − {m} &gt; tolerance and the interval's upper end &lt; baseline − tolerance"
+    if metrics.METRIC_DIRECTIONS[metric] == "lower":
+        worse = "{m} − baseline &gt; tolerance and the interval's lower end &gt; baseline + tolerance"
     chart = base64.b64encode(history_png(history, metric)).decode()
     past = "".join(
         f"<tr><td>{e(r['checked_at'])}</td><td>{e(str(r.get('model_version')))}</td><td>{r['value']:.4f}</td>"
@@ -187,9 +194,9 @@ padding:.5em 1em;display:inline-block}}</style></head><body>
 <h1>Production performance of {e(result['model'])}</h1>
 <p class="verdict">{verdict}: {e(result['reason'])}</p>
 <table>{details}</table>
-<p>Rule: degraded when baseline − {e(metric)} &gt; tolerance and the interval's upper end &lt; baseline − tolerance.</p>
+<p>Rule: degraded when {worse.format(m=e(metric))}.</p>
 <h2>Metrics on this batch</h2><table>{scores}</table>
-<h2>Confusion matrix (rows: true, columns: predicted)</h2><table><tr><th></th>{header}</tr>{body}</table>
+{confusion}
 <h2>History</h2><img alt="{e(metric)} history" src="data:image/png;base64,{chart}">
 <table><tr><th>checked at (UTC)</th><th>version</th><th>{e(metric)}</th><th>interval</th><th>baseline</th>
 <th>verdict</th><th>batch</th></tr>{past}</table>
@@ -200,16 +207,21 @@ padding:.5em 1em;display:inline-block}}</style></head><body>
 
 # ------------------------------------------------------------------------------------------ step
 
-def verdict(value: float, low: float, high: float, baseline: float, tolerance: float) -> tuple[bool, str]:
-    drop = baseline - value
-    floor = baseline - tolerance
-    if drop > tolerance and high < floor:
-        return True, (f"dropped by {drop:.4f} > tolerance {tolerance:.4f}, and the interval's upper end "
-                      f"{high:.4f} < {floor:.4f}")
-    if drop > tolerance:
-        return False, (f"dropped by {drop:.4f} > tolerance {tolerance:.4f}, but the interval [{low:.4f}, {high:.4f}] "
-                       f"reaches {floor:.4f}: not significant")
-    return False, f"within tolerance (drop {drop:+.4f} ≤ {tolerance:.4f})"
+def verdict(value: float, low: float, high: float, baseline: float, tolerance: float,
+            direction: str = "higher") -> tuple[bool, str]:
+    """(degraded, why) by the module's rule for a metric where ``direction`` is better."""
+    higher = direction == "higher"
+    worsening = baseline - value if higher else value - baseline
+    bar = baseline - tolerance if higher else baseline + tolerance
+    end, side, beyond = (high, "upper", "<") if higher else (low, "lower", ">")
+    moved = "dropped" if higher else "rose"
+    if worsening > tolerance and (end < bar if higher else end > bar):
+        return True, (f"{moved} by {worsening:.4f} > tolerance {tolerance:.4f}, and the interval's {side} end "
+                      f"{end:.4f} {beyond} {bar:.4f}")
+    if worsening > tolerance:
+        return False, (f"{moved} by {worsening:.4f} > tolerance {tolerance:.4f}, but the interval [{low:.4f}, "
+                       f"{high:.4f}] reaches {bar:.4f}: not significant")
+    return False, f"within tolerance (worsening {worsening:+.4f} ≤ {tolerance:.4f})"
 
 
 @step("check_performance", help="Score the production model on a labeled production batch, compare with its "
@@ -230,10 +242,12 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
 @click.option("--history-uri", default=None,
               help="Folder of the performance history [default: <registry>/<model>/performance; none without a "
                    "registry].")
-@click.option("--metric", type=click.Choice(metrics.SCALAR_METRICS), default="accuracy", show_default=True,
-              help="Metric the verdict is about.")
-@click.option("--tolerance", type=FloatRange(0, 1), default=0.05, show_default=True,
-              help="Largest acceptable absolute drop of the metric below the baseline.")
+@click.option("--metric", type=click.Choice(("auto", *resampling.BOOTSTRAP_METRICS)), default="auto",
+              show_default=True, help="Metric the verdict is about, one of the model task's; auto: accuracy for a "
+                                      "classifier, r2 for a regressor.")
+@click.option("--tolerance", type=FloatRange(0, metrics.UNBOUNDED), default=0.05, show_default=True,
+              help="Largest acceptable worsening of the metric from the baseline, in its units (a drop for "
+                   "accuracy or r2, a rise for rmse or mae).")
 @click.option("--n-bootstrap", type=click.IntRange(100, 10000), default=1000, show_default=True,
               help="Bootstrap resamples of the batch for the confidence interval.")
 @click.option("--confidence", type=FloatRange(0.5, 0.999), default=0.95, show_default=True,
@@ -243,7 +257,8 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @executor_input_option()
 @output_path_option("degraded", "Whether the model's performance is significantly below its baseline.")
-@output_path_option("accuracy", "Accuracy on the batch.")
+@output_path_option("accuracy", "Accuracy on the batch (classification; -1 for a regression model).")
+@output_path_option("value", "The checked metric's value on the batch.")
 @output_path_option("report_uri", "URI of performance_report.html.")
 @output_path_option("checked_batch_uri", "URI of the batch that was checked (resolved when a folder was given).")
 @output_path_option("training_data_uri", "The checked model's training table, from its card ('' if unrecorded): "
@@ -255,7 +270,8 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
 def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: str, model_uri: str | None,
         baseline_metrics_uri: str | None, history_uri: str | None, metric: str, tolerance: float, n_bootstrap: int,
         confidence: float, random_state: int, output_dir: str, executor_input: str | None,
-        degraded_output_path: str | None, accuracy_output_path: str | None, report_uri_output_path: str | None,
+        degraded_output_path: str | None, accuracy_output_path: str | None, value_output_path: str | None,
+        report_uri_output_path: str | None,
         checked_batch_uri_output_path: str | None, training_data_uri_output_path: str | None,
         reference_profile_uri_output_path: str | None, report_output_path: str | None) -> None:
     performance_uri = step_io.output_uri(output_dir, PERFORMANCE_FILE)
@@ -264,22 +280,32 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
     model_label = "--model-uri" if registry is None else "--registry-uri"
     stored = models.load_stored_model(model_uri, label=model_label)
     model, card = stored.model, stored.card
+    task = metrics.task_of(card, model_label=model_label)
+    metric = metrics.DEFAULT_METRIC[task] if metric == "auto" else metric
+    if metric not in metrics.TASK_METRICS[task]:
+        raise UsageError(f"{metric} is not a {task} metric (use one of "
+                         f"{', '.join(m for m in resampling.BOOTSTRAP_METRICS if m in metrics.TASK_METRICS[task])})",
+                         label="--metric")
+    low_value, high_value = metrics.METRIC_RANGES[metric]
+    if tolerance > high_value - low_value:
+        raise UsageError(f"{tolerance:g} is more than {metric} can change", label="--tolerance")
     baseline, baseline_source = baseline_metrics(metric, model_uri, card, entry, baseline_metrics_uri or None)
 
     batch_uri = resolve_batch(batch_uri)
     table, batch_record = step_io.read_input_table(batch_uri, label="--batch-uri")
-    kept, skipped = complete_rows(table, card)
-    if kept.empty:
-        raise BadInputError(f"{batch_uri}: no row has every feature and the label", label="--batch-uri")
+    features, target, skipped = metrics.labeled_rows(table, card, batch_uri, label="--batch-uri",
+                                                     model_label=model_label)
     if skipped:
-        log.warning("%d of %d rows have missing values and are not scored", skipped, len(table))
-    features, target = metrics.aligned_features(kept, card, batch_uri, label="--batch-uri", model_label=model_label)
-    scores, predicted = metrics.compute_metrics_with_predictions(model, card, features, target, batch_uri,
-                                                                 label="--batch-uri", model_label=model_label)
-    low, high = metrics.bootstrap_interval(target.to_numpy(), predicted, metric, n_resamples=n_bootstrap,
-                                           confidence=confidence, seed=random_state)
+        log.warning("%d of %d rows have no label and are not scored", skipped, len(table))
+    scores, target, predicted, _proba = metrics.compute_metrics(model, card, features, target, batch_uri,
+                                                                label="--batch-uri", model_label=model_label)
+    if scores[metric] is None:
+        raise BadInputError(f"{batch_uri}: {metric} is undefined on {len(target)} labeled row(s)", label="--batch-uri")
+    low, high = resampling.bootstrap_interval(target.to_numpy(), predicted, metric, n_resamples=n_bootstrap,
+                                              confidence=confidence, seed=random_state)
     value = float(scores[metric])
-    degraded, reason = verdict(value, low, high, baseline, tolerance)
+    direction = metrics.METRIC_DIRECTIONS[metric]
+    degraded, reason = verdict(value, low, high, baseline, tolerance, direction)
 
     training_data_uri = str((card.get("training_data") or {}).get("uri") or "")
     reference_profile_uri = models.profile_uri_for(model_uri)
@@ -293,11 +319,13 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         "checked_at": checked_at.isoformat(), "model": model_name,
         "model_version": entry["version"] if entry else None, "model_uri": model_uri,
         "model_sha256": card["model_sha256"], "batch": {"uri": batch_uri, "sha256": batch_record["sha256"]},
-        "n_rows": int(len(kept)), "n_rows_skipped": int(skipped), "metric": metric, "value": value,
+        "task": task, "n_rows": int(len(target)), "n_rows_skipped": int(skipped), "metric": metric,
+        "direction": direction, "value": value,
         "ci": {"lower": low, "upper": high, "confidence": confidence, "n_resamples": n_bootstrap,
                "method": "percentile bootstrap over rows"},
         "baseline": baseline, "baseline_source": baseline_source, "tolerance": tolerance,
-        "drop": baseline - value, "degraded": degraded, "reason": reason, "metrics": scores,
+        "drop": baseline - value if direction == "higher" else value - baseline, "degraded": degraded,
+        "reason": reason, "metrics": scores,
         "report_uri": report_uri, "history_uri": history_uri,
         "lineage": lineage("check_performance", parameters,
                            [batch_record, input_record(model_label, model_uri, stored.model_bytes)]),
@@ -312,18 +340,19 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
                       if history_uri else None)
         out.put_json(performance_uri, {**result, "history_record_uri": record_uri}, label="--output-dir")
         out.put(report_uri, report, label="--output-dir")
-        values = {"degraded": degraded, "accuracy": float(scores["accuracy"]), "report_uri": report_uri,
+        accuracy = float(scores["accuracy"]) if task == "classification" else NO_ACCURACY
+        values = {"degraded": degraded, "accuracy": accuracy, "value": value, "report_uri": report_uri,
                   "checked_batch_uri": batch_uri, "training_data_uri": training_data_uri,
                   "reference_profile_uri": reference_profile_uri}
-        ui_metrics = {name: scores[name] for name in metrics.SCALAR_METRICS}
+        ui_metrics = metrics.scalar_metrics(scores, task)
         ui_metrics.update({f"baseline_{metric}": baseline, f"{metric}_ci_lower": low, f"{metric}_ci_upper": high,
                            "degraded": float(degraded)})
+        matrix = scores.get("confusion_matrix")
         out.executor_output(
             executor_input, metrics=ui_metrics,
-            confusion_matrix=(scores["confusion_matrix"]["labels"], scores["confusion_matrix"]["matrix"]),
-            parameters=values)
+            confusion_matrix=(matrix["labels"], matrix["matrix"]) if matrix else None, parameters=values)
         out.parameters({name: (path, values[name]) for name, path in (
-            ("degraded", degraded_output_path), ("accuracy", accuracy_output_path),
+            ("degraded", degraded_output_path), ("accuracy", accuracy_output_path), ("value", value_output_path),
             ("report_uri", report_uri_output_path), ("checked_batch_uri", checked_batch_uri_output_path),
             ("training_data_uri", training_data_uri_output_path),
             ("reference_profile_uri", reference_profile_uri_output_path))})

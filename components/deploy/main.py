@@ -1,25 +1,33 @@
-"""The gate: register and promote a model to production when its accuracy clears the bar."""
+"""The gate: register and promote a model to production when its metric clears the bar.
+
+``--metric`` (auto: accuracy for a classifier, r2 for a regressor) is read from evaluate's metrics.json.
+For a higher-is-better metric ``--threshold`` is a minimum, for a lower-is-better one (rmse, mae, mape,
+log_loss, brier) a maximum; both exclusive. With ``--compare-to-production`` the model must also beat
+the production model: with ``--comparison-data-uri`` both are scored on that same labeled table and a
+paired test decides (mlops_runtime.comparison); without it the recorded metrics are compared, which is
+weaker (the two numbers come from different test sets).
+"""
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from mlops_runtime import documents, models, outputs, step_io, storage
+from mlops_runtime import comparison, documents, metrics, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, output_path_option, step
-from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError
+from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError, UsageError
 from mlops_runtime.log import get_logger
 from mlops_runtime.registry import ModelRegistry, Production
 
 APPROVED = "Model approved for production"
 REJECTED = "Model needs improvement"
 PROFILE_FILE = models.PROFILE_FILE
-SCALAR_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "n_samples")
+DEFAULT_MINIMUM = 0.9  # the bar of a higher-is-better metric when --threshold is absent
 MAX_PROMOTION_ATTEMPTS = 5
+MAX_SEED = 2**32 - 1
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 log = get_logger("deploy")
@@ -29,19 +37,38 @@ log = get_logger("deploy")
 class Candidate:
     model_uri: str
     metrics_uri: str
-    model_bytes: bytes
-    card_bytes: bytes
-    sha256: str
+    stored: models.StoredModel
     metrics_bytes: bytes
     metrics: dict[str, Any]
-    accuracy: float
+    task: str
     extra_files: dict[str, bytes]
+
+    @property
+    def sha256(self) -> str:
+        return self.stored.card["model_sha256"]
+
+
+@dataclass
+class Gate:
+    metric: str
+    threshold: float
+    compare_to_production: bool = False
+    comparison_uri: str | None = None
+    comparison_table: Any = None
+    comparison_sha256: str | None = None
+    alpha: float = 0.05
+    min_improvement: float = 0.0
+    n_bootstrap: int = 1000
+    random_state: int = 0
+
+    @property
+    def higher(self) -> bool:
+        return metrics.METRIC_DIRECTIONS[self.metric] == "higher"
 
 
 def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
-    """The model (verified and loadable), its card, its metrics and its reference profile, if any."""
+    """The model (verified and loadable), its card, its metrics (validated) and its reference profile, if any."""
     stored = models.load_stored_model(model_uri, label="--model-uri")
-    card, model_bytes, card_bytes = stored.card, stored.model_bytes, stored.card_bytes
     extra_files = {}
     profile_uri = models.profile_uri_for(model_uri)
     try:
@@ -50,7 +77,7 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
         raise error.about("--model-uri") from None
     if has_profile:
         extra_files[PROFILE_FILE] = storage.read_bytes(profile_uri, label="--model-uri")
-        expected = card.get("reference_profile", {}).get("sha256")
+        expected = stored.card.get("reference_profile", {}).get("sha256")
         if expected and storage.sha256_hex(extra_files[PROFILE_FILE]) != expected:
             raise ModelError(f"{profile_uri}: the reference profile does not match the model card's sha256",
                              label="--model-uri")
@@ -61,14 +88,39 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
                                 label="--model-uri") from None
 
     metrics_bytes = storage.read_bytes(metrics_uri, label="--metrics-uri")
-    metrics = documents.metrics(metrics_bytes, metrics_uri, label="--metrics-uri", require=("accuracy",))
-    accuracy = metrics["accuracy"]
-    if metrics.get("model_sha256") != card["model_sha256"]:
-        evaluated = str(metrics.get("model_sha256"))[:12]
+    document = documents.metrics(metrics_bytes, metrics_uri, label="--metrics-uri")
+    document = metrics.check_metrics_document(document, uri=metrics_uri, label="--metrics-uri")
+    card = stored.card
+    if document.get("model_sha256") != card["model_sha256"]:
+        evaluated = str(document.get("model_sha256"))[:12]
         raise BadInputError(f"{metrics_uri}: these metrics are of model sha256 {evaluated}…, not of {model_uri} "
                             f"(sha256 {card['model_sha256'][:12]}…)", label="--metrics-uri")
-    return Candidate(model_uri, metrics_uri, model_bytes, card_bytes, card["model_sha256"], metrics_bytes,
-                     metrics, float(accuracy), extra_files)
+    task = metrics.task_of(card)
+    if document.get("task", "classification") != task:
+        raise BadInputError(f"{metrics_uri}: metrics of a {document.get('task')} model, but {model_uri} is a "
+                            f"{task} model", label="--metrics-uri")
+    return Candidate(model_uri, metrics_uri, stored, metrics_bytes, document, task, extra_files)
+
+
+def choose_metric(candidate: Candidate, metric: str, threshold: float | None) -> tuple[str, float]:
+    """(metric, threshold) for this model, refused when the metric is not of its task or the bar is impossible."""
+    task = candidate.task
+    metric = metrics.DEFAULT_METRIC[task] if metric == "auto" else metric
+    if metric not in metrics.TASK_METRICS[task]:
+        raise UsageError(f"{metric} is not a {task} metric (use one of {', '.join(metrics.TASK_METRICS[task])})",
+                         label="--metric")
+    low, high = metrics.METRIC_RANGES[metric]
+    if threshold is None:
+        if metrics.METRIC_DIRECTIONS[metric] == "lower":
+            raise UsageError(f"{metric} is lower-is-better: give its maximum (there is no default)",
+                             label="--threshold")
+        threshold = DEFAULT_MINIMUM
+    if not low <= threshold <= high:
+        raise UsageError(f"{threshold:g} is outside the range of {metric} ({low:g} to {high:g})", label="--threshold")
+    if candidate.metrics.get(metric) is None:
+        raise BadInputError(f"{candidate.metrics_uri}: {metric} is null (undefined on the test data, or not "
+                            "recorded): choose another --metric", label="--metrics-uri")
+    return metric, threshold
 
 
 def numbers(a: float, b: float) -> tuple[str, str]:
@@ -80,15 +132,19 @@ def numbers(a: float, b: float) -> tuple[str, str]:
     return repr(a), repr(b)
 
 
-def production_accuracy(registry: ModelRegistry, production: Production) -> float:
+def better(value: float, bar: float, higher: bool) -> bool:
+    return value > bar if higher else value < bar
+
+
+def production_value(registry: ModelRegistry, production: Production, metric: str) -> float:
     assert production.pointer is not None
-    accuracy = production.pointer.get("metrics", {}).get("accuracy")
-    if accuracy is None:  # a pointer written without metrics: read them from the version itself
-        accuracy = registry.entry(int(production.pointer["version"])).get("metrics", {}).get("accuracy")
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or math.isnan(accuracy):
+    value = production.pointer.get("metrics", {}).get(metric)
+    if value is None:  # a pointer written without metrics: read them from the version itself
+        value = registry.entry(int(production.pointer["version"])).get("metrics", {}).get(metric)
+    if not metrics.is_number(value):
         raise ModelError(f"{registry.base}: the production model (version {production.pointer['version']}) "
-                         "has no recorded accuracy to compare with")
-    return float(accuracy)
+                         f"has no recorded {metric} to compare with")
+    return float(value)
 
 
 def result(promoted: bool, registered_uri: str, reason: str) -> dict[str, Any]:
@@ -96,31 +152,55 @@ def result(promoted: bool, registered_uri: str, reason: str) -> dict[str, Any]:
             "registered_uri": registered_uri, "reason": reason}
 
 
-def deploy(candidate: Candidate, registry: ModelRegistry, threshold: float, compare_to_production: bool) -> dict:
-    accuracy, threshold_text = numbers(candidate.accuracy, threshold)
-    if not candidate.accuracy > threshold:
-        return result(False, "", f"accuracy {accuracy} ≤ threshold {threshold_text}")
-    gate = f"accuracy {accuracy} > threshold {threshold_text}"
+def fair_comparison(candidate: Candidate, registry: ModelRegistry, production: Production, gate: Gate) -> dict:
+    """Both models scored on the comparison table, with the paired test (see mlops_runtime.comparison)."""
+    assert production.pointer is not None
+    champion = models.load_stored_model(production.pointer["model_uri"], label="--registry-uri")
+    record = comparison.compare(
+        comparison.Contender("challenger", candidate.stored.model, candidate.stored.card, "--model-uri"),
+        comparison.Contender("champion", champion.model, champion.card, "--registry-uri"),
+        gate.comparison_table, gate.comparison_uri, label="--comparison-data-uri", metric=gate.metric,
+        alpha=gate.alpha, min_improvement=gate.min_improvement, n_resamples=gate.n_bootstrap, seed=gate.random_state)
+    return {**record, "champion_version": int(production.pointer["version"]),
+            "data": {"uri": gate.comparison_uri, "sha256": gate.comparison_sha256}}
+
+
+def deploy(candidate: Candidate, registry: ModelRegistry, gate: Gate) -> dict:
+    value = float(candidate.metrics[gate.metric])
+    shown, threshold_text = numbers(value, gate.threshold)
+    kind = "" if gate.higher else " (maximum)"
+    if not better(value, gate.threshold, gate.higher):
+        return result(False, "", f"{gate.metric} {shown} {'≤' if gate.higher else '≥'} threshold {threshold_text}"
+                                 f"{kind}")
+    gate_text = f"{gate.metric} {shown} {'>' if gate.higher else '<'} threshold {threshold_text}{kind}"
     version: int | None = None
+    compared: dict[str, dict] = {}  # by champion sha256: a retry against the same champion reuses the test
     for attempt in range(1, MAX_PROMOTION_ATTEMPTS + 1):
         production = registry.production()
         current = production.pointer
         if current is not None and current["model_sha256"] == candidate.sha256:
             return result(True, registry.version_uri(int(current["version"])),
-                          f"{gate}; already in production (version {current['version']})")
-        reason = gate
-        if compare_to_production and current is not None:
-            champion = production_accuracy(registry, production)
-            mine, theirs = numbers(candidate.accuracy, champion)
-            if not candidate.accuracy > champion:  # a tie keeps the champion
-                return result(False, "", f"accuracy {mine} ≤ production {theirs} (version {current['version']})")
-            reason = f"{gate} and > production {theirs} (version {current['version']})"
-        elif compare_to_production:
-            reason = f"{gate}; no production model yet"
+                          f"{gate_text}; already in production (version {current['version']})")
+        reason, record = gate_text, None
+        if gate.compare_to_production and current is not None and gate.comparison_uri:
+            record = compared.setdefault(current["model_sha256"], fair_comparison(candidate, registry, production,
+                                                                                  gate))
+            if not record["challenger_better"]:
+                return result(False, "", f"{comparison.summary(record)}: the champion stays")
+            reason = f"{gate_text}; {comparison.summary(record)}"
+        elif gate.compare_to_production and current is not None:
+            champion = production_value(registry, production, gate.metric)
+            mine, theirs = numbers(value, champion)
+            if not better(value, champion, gate.higher):  # a tie keeps the champion
+                return result(False, "", f"{gate.metric} {mine} {'≤' if gate.higher else '≥'} production {theirs} "
+                                         f"(version {current['version']})")
+            reason = f"{gate_text} and {'>' if gate.higher else '<'} production {theirs} (version {current['version']})"
+        elif gate.compare_to_production:
+            reason = f"{gate_text}; no production model yet"
         if version is None:
             version, created = registry.register(
-                model=candidate.model_bytes, card=candidate.card_bytes, metrics=candidate.metrics_bytes,
-                extra_files=candidate.extra_files, entry=entry_record(candidate, threshold, reason))
+                model=candidate.stored.model_bytes, card=candidate.stored.card_bytes, metrics=candidate.metrics_bytes,
+                extra_files=candidate.extra_files, entry=entry_record(candidate, gate, reason, record))
             log.info("%s version %d of %s", "registered" if created else "found", version, registry.base)
         if registry.promote(version, reason=reason, expected=production):
             log.info("promoted version %d: %s", version, reason)
@@ -131,11 +211,16 @@ def deploy(candidate: Candidate, registry: ModelRegistry, threshold: float, comp
                        "run the step again")
 
 
-def entry_record(candidate: Candidate, threshold: float, reason: str) -> dict[str, Any]:
-    metrics = {name: candidate.metrics[name] for name in SCALAR_METRICS if name in candidate.metrics}
-    return {"reason": reason, "threshold": threshold, "metrics": metrics,
-            "source": {"model_uri": candidate.model_uri, "metrics_uri": candidate.metrics_uri},
-            "test_data": candidate.metrics.get("test_data")}
+def entry_record(candidate: Candidate, gate: Gate, reason: str, record: dict | None) -> dict[str, Any]:
+    scalars = metrics.TASK_METRICS[candidate.task] + ("n_samples",)
+    recorded = {name: candidate.metrics[name] for name in scalars if name in candidate.metrics}
+    entry = {"reason": reason, "metric": gate.metric, "direction": metrics.METRIC_DIRECTIONS[gate.metric],
+             "threshold": gate.threshold, "task": candidate.task, "metrics": recorded,
+             "source": {"model_uri": candidate.model_uri, "metrics_uri": candidate.metrics_uri},
+             "test_data": candidate.metrics.get("test_data")}
+    if record is not None:
+        entry["comparison"] = record
+    return entry
 
 
 def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -144,27 +229,53 @@ def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -
     return value
 
 
-@step("deploy", help="Gate a model: when its accuracy is above --threshold (and, with --compare-to-production, "
-                     "above the production model's), register it and point production at it.")
+def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, str | None]:
+    if not uri:
+        return None, None
+    if not compare_to_production:
+        raise UsageError("only used with --compare-to-production", label="--comparison-data-uri")
+    table, record = step_io.read_input_table(uri, label="--comparison-data-uri")
+    return table, record["sha256"]
+
+
+@step("deploy", help="Gate a model: when its --metric clears --threshold (and, with --compare-to-production, "
+                     "beats the production model), register it and point production at it.")
 @click.option("--model-uri", required=True, help="URI of the model (model.skops, its model_card.json beside it).")
 @click.option("--metrics-uri", required=True, help="URI of the model's metrics.json (from evaluate).")
 @click.option("--registry-uri", required=True, help="URI prefix (s3://... or a local folder) of the model registry.")
 @click.option("--model-name", default="classifier", show_default=True, callback=check_model_name,
               help="Name of the model in the registry.")
-@click.option("--threshold", type=FloatRange(0, 1), default=0.9, show_default=True,
-              help="Minimum accuracy, exclusive: the model must be strictly better.")
+@click.option("--metric", type=click.Choice(("auto", *metrics.SCALAR_METRICS)), default="auto", show_default=True,
+              help="Metric the gate is about; auto: accuracy for a classifier, r2 for a regressor.")
+@click.option("--threshold", type=FloatRange(-metrics.UNBOUNDED, metrics.UNBOUNDED), default=None,
+              help="Bar the metric must strictly beat, within the metric's range: a minimum for higher-is-better "
+                   "metrics (default 0.9), a maximum for lower-is-better ones (rmse, mae, mape, log_loss, brier; "
+                   "no default: required).")
 # A value-taking option (bare flag = true) because KFP can only pass a Boolean input as a value.
 @click.option("--compare-to-production", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               show_default=True, metavar="[BOOLEAN]",
-              help="Also require a strictly higher accuracy than the current production model's.")
+              help="Also require beating the current production model on the metric.")
 @click.option("--no-compare-to-production", is_flag=True, default=False,
               help="Same as --compare-to-production false (the default).")
+@click.option("--comparison-data-uri", default=None,
+              help="Labeled table neither model trained on (the newest labeled rows, or a time-ordered holdout): "
+                   "with --compare-to-production both models are scored on it and a paired test decides; empty: "
+                   "compare the recorded metrics instead (weaker: different test sets).")
+@click.option("--alpha", type=FloatRange(0.0001, 0.5), default=0.05, show_default=True,
+              help="Significance level of the paired test (McNemar for accuracy, else paired bootstrap).")
+@click.option("--min-improvement", type=FloatRange(0, metrics.UNBOUNDED), default=0.0, show_default=True,
+              help="Smallest improvement of the metric over production on the comparison data, in its units.")
+@click.option("--n-bootstrap", type=click.IntRange(100, 10000), default=1000, show_default=True,
+              help="Resamples of the paired bootstrap.")
+@click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the paired bootstrap.")
 @output_path_option("decision", f"'{APPROVED}' or '{REJECTED}'.")
 @output_path_option("promoted", "Whether production now points at this model.")
 @output_path_option("registered_uri", "URI of the registry version now in production ('' when not promoted).")
 @output_path_option("reason", "Why the model was or was not promoted.")
-def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, threshold: float,
-        compare_to_production: bool, no_compare_to_production: bool, decision_output_path: str | None,
+def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, metric: str, threshold: float | None,
+        compare_to_production: bool, no_compare_to_production: bool, comparison_data_uri: str | None, alpha: float,
+        min_improvement: float, n_bootstrap: int, random_state: int, decision_output_path: str | None,
         promoted_output_path: str | None, registered_uri_output_path: str | None,
         reason_output_path: str | None) -> None:
     if compare_to_production and no_compare_to_production:
@@ -174,8 +285,15 @@ def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, th
     except ComponentError as error:
         raise error.about("--registry-uri") from None
     candidate = read_candidate(model_uri, metrics_uri)
+    metric, threshold = choose_metric(candidate, metric, threshold)
+    low, high = metrics.METRIC_RANGES[metric]
+    if min_improvement > high - low:
+        raise UsageError(f"{min_improvement:g} is more than {metric} can change", label="--min-improvement")
+    table, table_sha256 = read_comparison(comparison_data_uri or None, compare_to_production)
+    gate = Gate(metric, threshold, compare_to_production, comparison_data_uri or None, table, table_sha256, alpha,
+                min_improvement, n_bootstrap, random_state)
     try:
-        outcome = deploy(candidate, registry, threshold, compare_to_production)
+        outcome = deploy(candidate, registry, gate)
     except ComponentError as error:
         raise error.about("--registry-uri") from None
     with outputs.publication() as out:  # the registry is this step's output; only KFP files are published here

@@ -90,7 +90,7 @@ def test_healthy_batch(step, base, model, tmp_path):
                      for arg in (f"--{name.replace('_', '-')}-output-path", kfp / name)],
                    "--report-output-path", kfp / "report.html")
     assert result.exit_code == 0, result.stderr
-    expected = {"accuracy": 0.975, "checked_batch_uri": batch_uri, "degraded": False,
+    expected = {"accuracy": 0.975, "value": 0.975, "checked_batch_uri": batch_uri, "degraded": False,
                 "report_uri": f"{out}/performance_report.html", "training_data_uri": f"{base}/train.parquet",
                 "reference_profile_uri": ""}  # this fixture model has no reference profile beside it
     assert result.stdout.splitlines() == [json.dumps(expected, sort_keys=True)]
@@ -252,16 +252,18 @@ def test_folder_means_the_newest_batch(step, base, model, tmp_path):
     assert json.loads(storage.read_bytes(f"{base}/out/performance.json"))["value"] == 0.5
 
 
-def test_rows_with_missing_values_are_not_scored(step, base, model):
+def test_rows_without_a_label_are_not_scored(step, base, model):
     register(base, model, accuracy=0.95)
     table = relabelled(model, iris().sample(100, random_state=3).reset_index(drop=True), 0)
-    table.loc[:9, "sepal width (cm)"] = np.nan
+    table.loc[:9, "sepal width (cm)"] = np.nan  # a missing feature value is the model's to handle
     table[TARGET] = table[TARGET].astype(float)
     table.loc[10:14, TARGET] = np.nan
     batch_uri = put_table(f"{base}/nan/batch.parquet", table)
     assert check(step, base, batch_uri, f"{base}/out").exit_code == 0
     document = json.loads(storage.read_bytes(f"{base}/out/performance.json"))
-    assert document["n_rows"] == 85 and document["n_rows_skipped"] == 15 and document["value"] == 1.0
+    labeled = table.dropna(subset=[TARGET])
+    expected = accuracy_score(labeled[TARGET].astype(int), model.predict(labeled.drop(columns=[TARGET])))
+    assert document["n_rows"] == 95 and document["n_rows_skipped"] == 5 and document["value"] == expected
 
 
 def test_same_batch_and_seed_give_the_same_interval(step, base, model):
@@ -325,7 +327,7 @@ def test_refusals_about_the_batch(step, base, model):
         "unlabeled": labeled.drop(columns=[TARGET]),
         "columns": labeled.rename(columns={"sepal width (cm)": "width"}),
         "classes": labeled.assign(**{TARGET: 7}),
-        "all-missing": labeled.assign(**{"sepal width (cm)": np.nan}),
+        "no-label": labeled.assign(**{TARGET: np.nan}),
         "text": labeled.assign(**{"sepal width (cm)": "wide"}),
     }
     for name, table in cases.items():
@@ -337,6 +339,7 @@ def test_refusals_about_the_batch(step, base, model):
 
 
 @pytest.mark.parametrize("args", [["--tolerance", "2"], ["--n-bootstrap", "5"], ["--metric", "roc_auc"],
+                                  ["--metric", "rmse"], ["--tolerance", "-1"],
                                   ["--confidence", "1"], ["--random-state", "-1"]])
 def test_refusals_of_out_of_range_options(step, base, model, args):
     register(base, model, accuracy=0.95)

@@ -255,8 +255,9 @@ def race(deploy_step, registry: str, racers: list[Candidate], compare: bool, mon
 
     monkeypatch.setattr(ModelRegistry, "production", production_then_wait)
     loaded = [deploy_step.read_candidate(who.model_uri, who.metrics_uri) for who in racers]
+    gate = deploy_step.Gate("accuracy", 0.9, compare_to_production=compare)
     with ThreadPoolExecutor(len(racers)) as pool:
-        futures = [pool.submit(deploy_step.deploy, c, ModelRegistry(registry, "classifier"), 0.9, compare)
+        futures = [pool.submit(deploy_step.deploy, c, ModelRegistry(registry, "classifier"), gate)
                    for c in loaded]
         return [future.result(timeout=120) for future in futures]
 
@@ -356,6 +357,10 @@ def test_metrics_of_another_model_are_refused(step, base, candidate):
     (b'{"accuracy": 1.5}', "accuracy: 1.5 is outside [0, 1]"),
     (b'{"accuracy": NaN}', "NaN is not a JSON value"),
     (b'{"accuracy": 0.99}', "these metrics are of model sha256 None"),
+    (b'[0.99]', "not a valid metrics document"),
+    (b'{"accuracy": 0.99, "task": "ranking"}', "not a valid metrics document (task"),
+    (b'{"accuracy": 0.99, "rmse": 2.0}', "rmse is not a classification metric"),
+    (b'{"accuracy": 0.99, "n_samples": 0}', "not a valid metrics document (n_samples"),
 ])
 def test_invalid_metrics_are_refused(step, base, candidate, content, message):
     who = candidate("m", errors=5)

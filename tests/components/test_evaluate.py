@@ -1,10 +1,15 @@
-"""evaluate: metrics against sklearn, KFP UI output, byte-identical reruns, and every refusal."""
+"""evaluate: metrics against sklearn, KFP UI output, byte-identical reruns, and every refusal.
+
+The iris forests here have cards written before signatures existed (gate_fixtures); test_evaluate_tasks
+covers Pipelines of either task with v2 cards."""
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from gate_fixtures import TARGET, fit_forest, iris, put_table, write_model
+from sklearn import metrics as sk
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 from sklearn.model_selection import train_test_split
 from step_checks import assert_refused, run_process
@@ -59,19 +64,20 @@ def test_metrics_match_sklearn(step, base, trained, tmp_path):
     model, card, model_uri, test, test_uri = trained
     out = f"{base}/out"
     spec = executor_input(tmp_path, base)
-    parameters = {"metrics_uri": tmp_path / "kfp" / "metrics_uri", "accuracy": tmp_path / "kfp" / "accuracy"}
+    parameters = {name: tmp_path / "kfp" / name for name in ("metrics_uri", "accuracy", "score")}
     result = evaluate(step, model_uri, test_uri, out, "--executor-input", json.dumps(spec),
                       "--metrics-uri-output-path", parameters["metrics_uri"],
-                      "--accuracy-output-path", parameters["accuracy"])
+                      "--accuracy-output-path", parameters["accuracy"], "--score-output-path", parameters["score"])
 
     x, y = test.drop(columns=[TARGET]), test[TARGET]
     predicted = model.predict(x)
     accuracy = accuracy_score(y, predicted)
     assert 0.5 < accuracy < 1  # the shallow forest errs, so the confusion matrix is not diagonal
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == [json.dumps({"accuracy": accuracy, "metrics_uri": f"{out}/metrics.json"})]
+    assert result.stdout.splitlines() == [json.dumps({"accuracy": accuracy, "metrics_uri": f"{out}/metrics.json",
+                                                      "score": accuracy})]
     assert parameters["metrics_uri"].read_bytes() == f"{out}/metrics.json".encode()
-    assert parameters["accuracy"].read_bytes() == repr(accuracy).encode()
+    assert parameters["accuracy"].read_bytes() == parameters["score"].read_bytes() == repr(accuracy).encode()
     assert storage.list_uris(out) == [f"{out}/_manifest.json", f"{out}/metrics.json"]
     assert [o["name"] for o in outputs.verify_published(out)["objects"]] == ["metrics.json"]
 
@@ -83,6 +89,12 @@ def test_metrics_match_sklearn(step, base, trained, tmp_path):
     expected_matrix = confusion_matrix(y, predicted, labels=[0, 1, 2]).tolist()
     assert metrics["confusion_matrix"] == {"labels": [0, 1, 2], "matrix": expected_matrix}
     assert sum(map(sum, expected_matrix)) == len(test) == 45
+    proba = model.predict_proba(x)
+    assert metrics["roc_auc"] == sk.roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    assert metrics["pr_auc"] == sk.average_precision_score(np.eye(3)[y], proba, average="macro")
+    assert metrics["log_loss"] == sk.log_loss(y, proba)
+    assert metrics["brier"] == sk.brier_score_loss(y, proba)
+    assert (metrics["task"], metrics["n_target_missing"]) == ("classification", 0)
     assert (metrics["n_samples"], metrics["n_features"], metrics["target_column"]) == (45, 4, TARGET)
     assert metrics["model_uri"] == model_uri
     assert metrics["model_sha256"] == card["model_sha256"] == storage.sha256_hex(storage.read_bytes(model_uri))
@@ -94,16 +106,18 @@ def test_metrics_match_sklearn(step, base, trained, tmp_path):
         ("--model-uri", model_uri, card["model_sha256"]), ("--test-uri", test_uri, test_sha)]
 
     executor_output = json.loads((tmp_path / "kfp" / "executor_output.json").read_text())
-    assert executor_output["parameterValues"] == {"metrics_uri": f"{out}/metrics.json", "accuracy": accuracy}
+    assert executor_output["parameterValues"] == {"metrics_uri": f"{out}/metrics.json", "accuracy": accuracy,
+                                                  "score": accuracy}
     [scalars] = executor_output["artifacts"]["metrics"]["artifacts"]
     assert scalars["name"] == "metrics" and scalars["uri"] == "s3://pipeline-root/evaluate/metrics"
     assert scalars["metadata"] == {name: metrics[name] for name in
-                                   ("accuracy", "precision_macro", "recall_macro", "f1_macro")}
+                                   ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "pr_auc",
+                                    "log_loss", "brier")}
     [classification] = executor_output["artifacts"]["classification_metrics"]["artifacts"]
     assert classification["type"] == {"schemaTitle": "system.ClassificationMetrics", "schemaVersion": "0.0.1"}
     assert classification["metadata"] == {"confusionMatrix": {
         "annotationSpecs": [{"displayName": "0"}, {"displayName": "1"}, {"displayName": "2"}],
-        "rows": [{"row": row} for row in expected_matrix]}}
+        "rows": [{"row": row} for row in expected_matrix]}}  # no ROC curve beyond two classes
 
 
 def test_columns_in_another_order_and_the_card_class_order(step, base, trained):
@@ -155,14 +169,13 @@ def test_without_executor_input_no_ui_metrics_are_written(step, trained, base, t
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda t: t.drop(columns=["petal width (cm)"]), "missing feature column(s): petal width (cm)"),
-    (lambda t: t.assign(extra=1.0), "unexpected column(s): extra"),
+    (lambda t: t.drop(columns=["petal width (cm)"]), "missing model input column(s): petal width (cm)"),
     (lambda t: t.rename(columns={"sepal length (cm)": "sepal_length"}),
-     "missing feature column(s): sepal length (cm); unexpected column(s): sepal_length"),
-    (lambda t: t.drop(columns=[TARGET]), "target column 'target' (from the model card) not found"),
+     "missing model input column(s): sepal length (cm)"),
+    (lambda t: t.drop(columns=[TARGET]), "target column 'target' (from the model's signature) not found"),
     (lambda t: t.assign(**{TARGET: 7}), "target value(s) the model does not know: 7"),
-    (lambda t: t.assign(**{"sepal width (cm)": "wide"}), "non-numeric feature column(s): sepal width (cm)"),
-    (lambda t: t.assign(**{"sepal width (cm)": float("nan")}), "NaN or infinite values"),
+    (lambda t: t.assign(**{"sepal width (cm)": "wide"}), "column 'sepal width (cm)' should hold numbers"),
+    (lambda t: t.assign(**{TARGET: np.nan}), "the target column 'target' has no value in any row"),
 ])
 def test_a_test_table_that_does_not_fit_the_model_is_refused(step, base, trained, change, message):
     _model, _card, model_uri, test, _test_uri = trained
@@ -170,6 +183,15 @@ def test_a_test_table_that_does_not_fit_the_model_is_refused(step, base, trained
     line = assert_refused(evaluate(step, model_uri, test_uri, f"{base}/out"), ExitCode.BAD_INPUT, "--test-uri",
                           f"{base}/out")
     assert message in line and test_uri in line
+
+
+def test_extra_columns_are_ignored(step, base, trained):
+    model, _card, model_uri, test, _test_uri = trained
+    test_uri = put_table(f"{base}/extra.parquet", test.assign(extra="anything", row_id=range(len(test))))
+    assert evaluate(step, model_uri, test_uri, f"{base}/out").exit_code == 0
+    metrics = json.loads(storage.read_bytes(f"{base}/out/metrics.json"))
+    assert metrics["accuracy"] == accuracy_score(test[TARGET], model.predict(test.drop(columns=[TARGET])))
+    assert metrics["n_features"] == 4
 
 
 def test_a_tampered_model_is_refused(step, base, trained):

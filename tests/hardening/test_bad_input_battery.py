@@ -32,7 +32,8 @@ USAGE, BAD_INPUT, STORAGE, MODEL = ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.
 FILE_OWNER = 10001
 WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 # Where each step writes; a case may replace one of them with a bad URI.
-OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri")}
+OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri"),
+                  "claim_batches": ("--registry-uri",), "complete_batches": ("--registry-uri",)}
 IAM_KEYS = {"admin": ["Admin", "Read", "List", "Tagging", "Write"], "reader": ["Read", "List"], "nobody": []}
 
 
@@ -105,6 +106,7 @@ def build_world(root: Path, iam: SeaweedServer) -> World:
         "nan_feature": iris.assign(**{feature: iris[feature].where(iris.index != 3)}),
         "inf_feature": iris.assign(**{feature: iris[feature].where(iris.index != 3, float("inf"))}),
         "text_feature": iris.assign(species=["setosa"] * len(iris)),
+        "text_labels": iris.assign(target=["setosa"] * len(iris)),
         "nan_target": iris.assign(target=iris.target.where(iris.index != 5)),
         "no_target": iris.drop(columns=["target"]),
         "header_only": iris.head(0),
@@ -112,12 +114,17 @@ def build_world(root: Path, iam: SeaweedServer) -> World:
         "missing_feature": iris.drop(columns=[feature]),
         "extra_feature": iris.assign(extra=1.0),
         "unknown_class": iris.assign(target=iris.target.where(iris.index != 0, 7)),
+        "wrong_type_feature": iris.assign(**{feature: "wide"}),
+        "all_nan_target": iris.assign(target=float("nan")),
     }
     (root / "bad").mkdir()
     for name, frame in bad_tables.items():
         (root / "bad" / f"{name}.csv").write_bytes(csv_bytes(frame))
     (root / "bad/ragged.csv").write_bytes(b"a,b,target\n1,2,0\n3,4,1,5,6\n\"7,8\n")
     (root / "bad/empty.csv").write_bytes(b"")
+    (root / "bad/watermark/classifier").mkdir(parents=True)
+    (root / "bad/watermark/classifier/watermark.json").write_text('{"format": "mlops-components/watermark/v1", '
+                                                                 '"generation": 3, "batches": {"x": "done"}}')
     parquet = (good / "split/train.parquet").read_bytes()
     (root / "bad/truncated.parquet").write_bytes(parquet[: len(parquet) // 2])
     (root / "bad/not_json.json").write_bytes(b"{accuracy: high")
@@ -367,9 +374,10 @@ CASES = [
     Case("evaluate", "model with untrusted types", MODEL, "--model-uri", model_args("bad/untrusted/model.skops")),
     Case("evaluate", "model file missing", MODEL, "--model-uri", model_args("bad/absent/model.skops")),
     Case("evaluate", "test table lacks a feature", BAD_INPUT, "--test-uri", evaluate_on("missing_feature")),
-    Case("evaluate", "test table has an extra column", BAD_INPUT, "--test-uri", evaluate_on("extra_feature")),
+    Case("evaluate", "feature of another type than in training", BAD_INPUT, "--test-uri",
+         evaluate_on("wrong_type_feature")),
     Case("evaluate", "class the model does not know", BAD_INPUT, "--test-uri", evaluate_on("unknown_class")),
-    Case("evaluate", "NaN feature", BAD_INPUT, "--test-uri", evaluate_on("nan_feature")),
+    Case("evaluate", "no row has a target value", BAD_INPUT, "--test-uri", evaluate_on("all_nan_target")),
     Case("evaluate", "S3 read access denied", STORAGE, "--model-uri",
          lambda w: ["--model-uri", w.iam_uri("model.skops"), "--test-uri", w.path("good/split/test.parquet")],
          key="nobody"),
@@ -536,6 +544,33 @@ CASES += [
          env=DEAD_S3),
     Case("decide_retrain", "S3 registry down", STORAGE, "--registry-uri",
          lambda w: retrain_args()(w), outputs={"--registry-uri": "s3://mlops-test/battery-dead/registry"}, env=DEAD_S3),
+    # the monitoring watermark and the retraining table
+    Case("claim_batches", "more batches per run than the bound", USAGE, "--max-batches",
+         lambda w: ["--batches-uri", w.path("good/batch"), "--run-id", "r", "--max-batches", "1000"]),
+    Case("claim_batches", "a lease of no time", USAGE, "--lease-minutes",
+         lambda w: ["--batches-uri", w.path("good/batch"), "--run-id", "r", "--lease-minutes", "0"]),
+    Case("claim_batches", "batches on an unknown scheme", BAD_INPUT, "--batches-uri",
+         lambda w: ["--batches-uri", "gs://bucket/batches", "--run-id", "r"]),
+    Case("claim_batches", "tampered watermark", BAD_INPUT, "--registry-uri",
+         lambda w: ["--batches-uri", w.path("good/batch"), "--run-id", "r"],
+         outputs={"--registry-uri": "{bad}/watermark"}),
+    Case("complete_batches", "batch list not JSON", BAD_INPUT, "--batch-uris",
+         lambda w: ["--run-id", "r", "--batch-uris", "[oops"]),
+    Case("complete_batches", "a batch never claimed", BAD_INPUT, "--batch-uris",
+         lambda w: ["--run-id", "r", "--batch-uris", json.dumps([w.path("good/batch/batch.parquet")])]),
+    Case("complete_batches", "tampered watermark", BAD_INPUT, "--registry-uri",
+         lambda w: ["--run-id", "r", "--batch-uris", json.dumps(["x"])], outputs={"--registry-uri": "{bad}/watermark"}),
+    Case("build_training_set", "unknown window", USAGE, "--window", lambda w: ["--window", "weeks:3"]),
+    Case("build_training_set", "days window without a time column", USAGE, "--window",
+         lambda w: ["--history-uri", w.path("good/split/train.parquet"), "--window", "days:7"]),
+    Case("build_training_set", "labels of another type than the history", BAD_INPUT, "--batch-uris",
+         lambda w: ["--history-uri", w.path("good/split/train.parquet"),
+                    "--batch-uris", json.dumps([w.table("text_labels")])]),
+    Case("build_training_set", "history missing", BAD_INPUT, "--history-uri",
+         lambda w: ["--history-uri", w.path("good/split/nothing.parquet")]),
+    Case("build_training_set", "nothing to train on", BAD_INPUT, "--batch-uris", lambda w: []),
+    Case("build_training_set", "history unreadable", BAD_INPUT, "--history-uri",
+         lambda w: ["--history-uri", w.table("ragged")]),
 ]
 
 

@@ -159,7 +159,7 @@ PROBABILITY = number(0, 1, nullable=True)
 NON_NEGATIVE = number(0, nullable=True)
 METRIC_FIELDS: dict[str, Check] = {
     "accuracy": PROBABILITY, "precision_macro": PROBABILITY, "recall_macro": PROBABILITY, "f1_macro": PROBABILITY,
-    "roc_auc": PROBABILITY, "pr_auc": PROBABILITY, "brier": PROBABILITY, "log_loss": NON_NEGATIVE,
+    "roc_auc": PROBABILITY, "pr_auc": PROBABILITY, "brier": number(0, 2, nullable=True), "log_loss": NON_NEGATIVE,
     "rmse": NON_NEGATIVE, "mae": NON_NEGATIVE, "mape": NON_NEGATIVE, "r2": number(high=1, nullable=True),
     "n_samples": integer(1),
 }
@@ -187,7 +187,7 @@ POINTER_SCHEMA: dict[str, Check] = {
 }
 ENTRY_SCHEMA: dict[str, Check] = {
     "model": text(), "version": integer(1), "model_uri": text(), "model_sha256": text(pattern=SHA256),
-    "metrics": obj(METRIC_FIELDS), "files": array(text()), "threshold": number(0, 1, nullable=True),
+    "metrics": obj(METRIC_FIELDS), "files": array(text()), "threshold": number(nullable=True),
     "registered_at": timestamp,
 }
 _FEATURE = obj({"name": text(), "kind": text(choices=("numeric", "categorical", "datetime"))}, required=("name",))

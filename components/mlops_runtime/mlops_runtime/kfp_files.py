@@ -49,12 +49,15 @@ def parameter_text(value: Any) -> str:
 
 def executor_output(executor_input: str | None, *, metrics: dict[str, float] | None = None,
                     confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
+                    roc_curve: list[dict[str, float]] | None = None,
                     parameters: dict[str, Any] | None = None) -> tuple[str, bytes] | None:
-    """KFP's ExecutorOutput, (file, content), so the UI shows scalar metrics and a confusion matrix.
+    """KFP's ExecutorOutput, (file, content), so the UI shows scalar metrics, a confusion matrix and a ROC curve.
 
     ``executor_input`` is the JSON KFP substitutes for ``{executorInput: null}``; output artifacts
     named ``metrics`` (system.Metrics) and ``classification_metrics`` (system.ClassificationMetrics)
-    receive the metadata when the component declares them. Without an executor input (a standalone
+    receive the metadata when the component declares them. ``roc_curve`` is a list of
+    ``{"confidenceThreshold", "recall", "falsePositiveRate"}`` points, the ``confidenceMetrics`` that
+    kfp's ``ClassificationMetrics.log_roc_curve`` writes. Without an executor input (a standalone
     run) or an output file in it, None: nothing is written.
     """
     if not executor_input:
@@ -82,12 +85,18 @@ def executor_output(executor_input: str | None, *, metrics: dict[str, float] | N
 
     if metrics:
         artifact("metrics", {k: float(v) for k, v in metrics.items()})
+    classification: dict[str, Any] = {}
     if confusion_matrix:
         labels, rows = confusion_matrix
-        artifact("classification_metrics", {"confusionMatrix": {
+        classification["confusionMatrix"] = {
             "annotationSpecs": [{"displayName": str(label)} for label in labels],
             "rows": [{"row": [int(v) for v in row]} for row in rows],
-        }})
+        }
+    if roc_curve:
+        classification["confidenceMetrics"] = [{key: float(point[key]) for key in (
+            "confidenceThreshold", "recall", "falsePositiveRate")} for point in roc_curve]
+    if classification:
+        artifact("classification_metrics", classification)
     document: dict[str, Any] = {"artifacts": artifacts}
     if parameters:
         document["parameterValues"] = parameters

@@ -76,10 +76,12 @@ class Publication:
 
     def executor_output(self, executor_input: str | None, *, metrics: dict[str, float] | None = None,
                         confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
+                        roc_curve: list[dict[str, float]] | None = None,
                         parameters: dict[str, Any] | None = None) -> None:
-        """KFP's ExecutorOutput (UI metrics, confusion matrix), written at commit; see :func:`executor_output`."""
+        """KFP's ExecutorOutput (UI metrics, confusion matrix, ROC curve), written at commit; see
+        :func:`executor_output`."""
         found = executor_output(executor_input, metrics=metrics, confusion_matrix=confusion_matrix,
-                                parameters=parameters)
+                                roc_curve=roc_curve, parameters=parameters)
         if found is not None:
             self.file(found[0], found[1], label="--executor-input")
 
