@@ -9,7 +9,7 @@ import click
 from mlops_runtime import drift, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
-from mlops_runtime.drift_report import render_html
+from mlops_runtime.drift_report import render_html, report_bytes
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
 
@@ -110,7 +110,7 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
     page = render_html(report).encode()
     dataset = report["dataset"]
     with outputs.publication(output_dir, lineage=report["lineage"]) as out:
-        out.put_json(report_uri, report, label="--output-dir")
+        out.put(report_uri, report_bytes(report), label="--output-dir")
         out.put(html_uri, page, label="--output-dir")
         outputs.write_parameter_outputs({
             "drift_detected": (drift_detected_output_path, dataset["drift_detected"]),
