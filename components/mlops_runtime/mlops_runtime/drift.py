@@ -632,8 +632,13 @@ def _parallel_map(function: Any, items: list[str], workers: int | None) -> list[
 
 def build_profile(table: Any, *, target_column: str | None = None, categorical_features: Iterable[str] = (),
                   sketch_size: int = DEFAULT_SKETCH_SIZE, max_categories: int = DEFAULT_MAX_CATEGORIES,
-                  workers: int | None = None) -> dict[str, Any]:
-    """A JSON-ready reference profile of ``table`` (DataFrame, pyarrow Table or Columns source)."""
+                  workers: int | None = None, predictions: Any = None) -> dict[str, Any]:
+    """A JSON-ready reference profile of ``table`` (DataFrame, pyarrow Table or Columns source).
+
+    ``predictions``: the model's outputs on the reference (:mod:`mlops_runtime.prediction_drift`'s table,
+    ideally :func:`~mlops_runtime.prediction_drift.out_of_fold_frame`), profiled the same way into the
+    profile's ``predictions`` section, for prediction drift.
+    """
     if sketch_size < 1000 or max_categories < 1:
         raise ValueError("sketch_size must be at least 1000 and max_categories at least 1")
     source = as_columns(table)
@@ -649,9 +654,13 @@ def build_profile(table: Any, *, target_column: str | None = None, categorical_f
         return summary_to_json(summary)
 
     features = dict(zip(kinds, _parallel_map(one, list(kinds), workers), strict=True))
-    return {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "n_rows": source.num_rows,
-            "target_column": target_column, "sketch_size": sketch_size, "max_categories": max_categories,
-            "feature_names": list(features), "features": features, "skipped_columns": skipped}
+    profile = {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "n_rows": source.num_rows,
+               "target_column": target_column, "sketch_size": sketch_size, "max_categories": max_categories,
+               "feature_names": list(features), "features": features, "skipped_columns": skipped}
+    if predictions is not None:
+        profile["predictions"] = build_profile(predictions, sketch_size=sketch_size, max_categories=max_categories,
+                                               workers=workers)
+    return profile
 
 
 def write_profile(table: Any, uri: str, *, label: str | None = None, **options: Any) -> dict[str, Any]:
@@ -782,8 +791,13 @@ def detect_drift(reference: Any, current: Any, *, thresholds: Thresholds | None 
                  critical_features: Iterable[str] = (), categorical_features: Iterable[str] = (),
                  target_column: str | None = None, workers: int | None = None,
                  timings: dict[str, float] | None = None, reference_label: str = "--reference-uri",
-                 current_label: str = "--current-uri") -> dict[str, Any]:
+                 current_label: str = "--current-uri",
+                 feature_weights: dict[str, float] | None = None) -> dict[str, Any]:
     """Compare ``current`` with ``reference`` (a table, a Columns source or a profile from :func:`build_profile`).
+
+    ``feature_weights`` (e.g. the model card's permutation importances): the dataset's drift share is then
+    the weighted share, sum of the drifted features' weights over the sum of all weights (negative
+    importances count as 0, features without a weight as 0); the unweighted share is reported beside it.
 
     Returns the drift report (JSON-ready and deterministic). ``timings``, when given, receives the
     seconds spent loading columns and computing, summed over the worker threads, and the wall time.
@@ -833,7 +847,7 @@ def detect_drift(reference: Any, current: Any, *, thresholds: Thresholds | None 
                 "checks": {"distribution": distribution, "missing_rate": missing}}
 
     features = dict(zip(plan.kinds, _parallel_map(evaluate, list(plan.kinds), workers), strict=True))
-    report = _decide(features, thresholds, critical)
+    report = _decide(features, thresholds, critical, feature_weights)
     report["reference"] = {"mode": "profile" if plan.profile is not None else "table",
                            "n_rows": plan.reference_rows}
     report["current"] = {"n_rows": current_source.num_rows}
@@ -853,7 +867,18 @@ def _summary_of(values: Any, kind: str, n_rows: int, max_categories: int,
     return summarize_categories(counts, missing, n_rows, max_categories if truncate else max(len(counts), 1))
 
 
-def _decide(features: dict[str, dict[str, Any]], thresholds: Thresholds, critical: list[str]) -> dict[str, Any]:
+def _weighted_share(drifted: list[str], names: list[str], weights: dict[str, float] | None) -> tuple[float | None, str]:
+    if weights is None:
+        return None, "unweighted"
+    clean = {name: max(float(weights.get(name, 0.0)), 0.0) for name in names}
+    total = sum(clean.values())
+    if not total > 0:
+        return None, "unweighted (no positive weight for the monitored features)"
+    return sum(clean[name] for name in drifted) / total, "feature_importance"
+
+
+def _decide(features: dict[str, dict[str, Any]], thresholds: Thresholds, critical: list[str],
+            weights: dict[str, float] | None = None) -> dict[str, Any]:
     from scipy.stats import false_discovery_control
 
     checks = [check for feature in features.values() for check in feature["checks"].values() if check is not None]
@@ -880,15 +905,19 @@ def _decide(features: dict[str, dict[str, Any]], thresholds: Thresholds, critica
         feature["reasons"] = reasons
         if reasons:
             drifted.append(name)
-    share = len(drifted) / len(features)
+    unweighted = len(drifted) / len(features)
+    weighted, weighting = _weighted_share(drifted, list(features), weights)
+    share = unweighted if weighted is None else weighted
     critical_drifted = [name for name in critical if name in drifted]
     reasons = []
     if share >= thresholds.drift_share:
-        reasons.append(f"{len(drifted)} of {len(features)} features drifted (share {share:.3g} >= "
+        reasons.append(f"{len(drifted)} of {len(features)} features drifted ("
+                       f"{'importance-weighted ' if weighted is not None else ''}share {share:.3g} >= "
                        f"{thresholds.drift_share:g})")
     if critical_drifted:
         reasons.append(f"critical feature(s) drifted: {', '.join(critical_drifted)}")
-    return {"dataset": {"drift_detected": bool(reasons), "drift_share": share, "n_features": len(features),
+    return {"dataset": {"drift_detected": bool(reasons), "drift_share": share, "unweighted_drift_share": unweighted,
+                        "share_weighting": weighting, "n_features": len(features),
                         "n_drifted": len(drifted), "drifted_features": drifted, "critical_features": critical,
                         "critical_drifted": critical_drifted, "reasons": reasons},
             "thresholds": asdict(thresholds), "feature_names": list(features), "features": features}

@@ -148,6 +148,8 @@ interval passes its threshold and its Benjamini–Hochberg q-value is below alph
 <th>effect sizes</th><th>check drift</th><th>feature</th></tr>
 {''.join(rows)}
 </table>
+{_quality_section(report.get("data_quality"))}
+{_predictions_section(report.get("predictions"))}
 <h2>Distributions</h2>
 {_plots_note(len(report["features"]), len(plotted))}
 <div class="plots">{''.join(figures)}</div>
@@ -165,3 +167,31 @@ def report_bytes(report: dict[str, Any]) -> bytes:
     """The report as compact JSON: json's C encoder (an indented dump runs in Python, ~10x slower on a report
     of 10 000 features)."""
     return (json.dumps(report, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _quality_section(quality: dict[str, Any] | None) -> str:
+    if not quality:
+        return ""
+    state = '<span class="stable">ok</span>' if quality["ok"] else '<span class="drift">FAILED</span>'
+    problems = [*quality["schema_errors"], *quality["issues"]]
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems[:100]) or "<li>no problem found</li>"
+    return (f"<h2>Data quality against the model signature: {state}</h2><ul>{items}</ul>"
+            f"<p>Threshold: a share of {_number(quality['share_threshold'])} of a column's values out of the training "
+            "range, unseen in training, or newly missing.</p>")
+
+
+def _predictions_section(predictions: dict[str, Any] | None) -> str:
+    if not predictions:
+        return ""
+    if "skipped" in predictions:
+        return f"<h2>Prediction drift</h2><p>Not compared: {html.escape(predictions['skipped'])}.</p>"
+    dataset = predictions["dataset"]
+    state = '<span class="drift">DRIFT</span>' if dataset["drift_detected"] else '<span class="stable">stable</span>'
+    drifted, stable = '<span class="drift">drift</span>', "stable"
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{feature['kind']}</td><td>{drifted if feature['drift'] else stable}"
+        f"</td><td>{html.escape('; '.join(feature['reasons'])) or '–'}</td></tr>"
+        for name, feature in predictions["features"].items())
+    return (f"<h2>Prediction drift (the model's outputs): {state}</h2><p>{dataset['n_drifted']} of "
+            f"{dataset['n_features']} outputs drifted.</p><table><tr><th>output</th><th>kind</th><th>verdict</th>"
+            f"<th>reasons</th></tr>{rows}</table>")

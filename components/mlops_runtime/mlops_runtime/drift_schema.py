@@ -97,8 +97,16 @@ def check_categorical(entry: dict[str, Any], n_rows: int, where: str) -> None:
         raise ValueError(f"{where}: counts, other and n_missing add up to {total}, not n_rows {n_rows}")
 
 
-def check_profile(profile: dict[str, Any]) -> None:
+def check_profile(profile: dict[str, Any], *, nested: bool = False) -> None:
     """Raise ValueError (one line) unless ``profile`` is complete and consistent."""
+    if "predictions" in profile:
+        predictions = profile["predictions"]
+        if nested or not isinstance(predictions, dict) or predictions.get("format") != profile.get("format"):
+            raise ValueError("predictions must be a profile of the model's outputs")
+        try:
+            check_profile(predictions, nested=True)
+        except ValueError as error:
+            raise ValueError(f"predictions: {error}") from None
     n_rows = _integer(profile.get("n_rows"), "n_rows", 1)
     features = profile.get("features")
     if not isinstance(features, dict) or not features:
