@@ -1,12 +1,13 @@
 """detect_drift: compare a current table with a reference table or profile; write a JSON and an HTML report."""
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import ExitStack
 from typing import Any
 
 import click
 
-from mlops_runtime import drift, model_monitoring, models, outputs, step_io, storage
+from mlops_runtime import drift, journal, model_monitoring, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
 from mlops_runtime.drift_report import render_html, report_bytes
@@ -14,6 +15,7 @@ from mlops_runtime.errors import UsageError
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
 
+HISTORY_DIR = "drift"  # <registry>/<model>/drift/: one record per check, for the history report
 REPORT_FILE = "drift_report.json"
 HTML_FILE = "drift_report.html"
 DEFAULTS = drift.Thresholds()
@@ -72,6 +74,9 @@ def names(text: str) -> list[str]:
 @click.option("--quality-share-threshold", type=_SHARE, default=0.01, show_default=True,
               help="Share of a column's values out of the training range, unseen, or newly missing at or above "
                    "which data quality fails.")
+@click.option("--registry-uri", default="", help="Registry root: append a summary of this check to "
+                                                 "<registry>/<model>/drift/ (empty means none).")
+@click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry.")
 @executor_input_option()
 @output_path_option("drift_detected", "true when the dataset drifted.")
 @output_path_option("drift_share", "Share of the monitored features that drifted.")
@@ -83,7 +88,8 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
         target_column: str, critical_features: str, categorical_features: str, psi_threshold: float,
         wasserstein_threshold: float, js_threshold: float, unseen_threshold: float, missing_rate_threshold: float,
         alpha: float, drift_share_threshold: float, model_uri: str | None, predictions_uri: str | None,
-        weight_by_importance: bool, quality_share_threshold: float, executor_input: str | None,
+        weight_by_importance: bool, quality_share_threshold: float, registry_uri: str, model_name: str,
+        executor_input: str | None,
         drift_detected_output_path: str | None, drift_share_output_path: str | None,
         report_uri_output_path: str | None, html_report_uri_output_path: str | None,
         prediction_drift_detected_output_path: str | None, data_quality_ok_output_path: str | None) -> None:
@@ -142,6 +148,15 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
     with outputs.publication(output_dir, lineage=report["lineage"]) as out:
         out.put(report_uri, report_bytes(report), label="--output-dir")
         out.put(html_uri, page, label="--output-dir")
+        if registry_uri:
+            checked_at = dt.datetime.now(dt.UTC)
+            summary = {"checked_at": checked_at.isoformat(), "drift_detected": dataset["drift_detected"],
+                       "drift_share": dataset["drift_share"], "n_drifted": dataset["n_drifted"],
+                       "n_features": dataset["n_features"], "drifted_features": dataset["drifted_features"][:50],
+                       "prediction_drift_detected": prediction_drift, "data_quality_ok": quality_ok,
+                       "current_uri": current_uri, "report_uri": report_uri, "html_report_uri": html_uri}
+            journal.append(out, storage.join(registry_uri, model_name, HISTORY_DIR), summary, at=checked_at,
+                           label="--registry-uri")
         outputs.write_parameter_outputs({
             "drift_detected": (drift_detected_output_path, dataset["drift_detected"]),
             "drift_share": (drift_share_output_path, dataset["drift_share"]),
