@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
-from mlops_runtime import history, outputs, step_io
+from mlops_runtime import history, outputs, step_io, storage
 from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
 
@@ -27,6 +28,12 @@ def cli(registry_uri: str, model_name: str, alerts_uri: str, limit: int, output_
         html_report_uri_output_path: str | None) -> None:
     html_uri = step_io.output_uri(output_dir, HTML_FILE)
     json_uri = step_io.output_uri(output_dir, JSON_FILE)
+    for label, uri in (("--registry-uri", registry_uri), ("--alerts-uri", alerts_uri)):
+        try:
+            if uri:
+                storage.parse(uri)
+        except BadInputError as error:
+            raise error.about(label) from None
     collected = history.collect(registry_uri, model_name, alerts_uri=alerts_uri or None, limit=limit)
     page = history.render(collected).encode()
     record = lineage("history_report", {"registry_uri": registry_uri, "model_name": model_name,
