@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -117,3 +118,23 @@ def test_drift_share_weighted_by_importance(step, trained, s3_prefix, tmp_path):
     assert refused.exit_code == ExitCode.MODEL and refused.stderr.startswith("error: --model-uri: ")
     usage = step("detect_drift", *base, "--output-dir", f"{s3_prefix}/x", "--weight-by-importance", "true")
     assert usage.exit_code == ExitCode.USAGE
+
+
+def test_out_of_fold_reference_outputs():
+    rng = np.random.default_rng(9)
+    train = make_table(rng, 400)
+    features, target = train[["size", "colour", "noise"]], train["target"]
+    model = Pipeline([("prep", ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["colour"])],
+                                                 remainder="passthrough")),
+                      ("forest", RandomForestClassifier(n_estimators=10, random_state=0))])
+    frame = prediction_drift.out_of_fold_frame(model, features, target)
+    assert list(frame.columns) == ["predicted_class", "probability:0", "probability:1"] and len(frame) == 400
+    assert np.allclose(frame[["probability:0", "probability:1"]].sum(axis=1), 1.0)
+    in_sample = prediction_drift.prediction_frame(model.fit(features, target), features)
+    # out of fold, a forest is less sure of itself than on rows it has seen
+    assert frame["probability:1"].sub(0.5).abs().mean() < in_sample["probability:1"].sub(0.5).abs().mean()
+    tiny = train.head(12).assign(target=[0] * 11 + [1])  # one row of class 1: no two folds possible
+    fallback = prediction_drift.out_of_fold_frame(model, tiny[["size", "colour", "noise"]], tiny["target"])
+    assert len(fallback) == 12
+    regression = prediction_drift.out_of_fold_frame(LinearRegression(), train[["size", "noise"]], train["size"] * 2)
+    assert list(regression.columns) == ["prediction"] and np.allclose(regression["prediction"], train["size"] * 2)

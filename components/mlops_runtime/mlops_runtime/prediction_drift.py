@@ -50,14 +50,23 @@ def prediction_frame(model: Any, features: pd.DataFrame) -> pd.DataFrame:
 
 def out_of_fold_frame(model: Any, features: pd.DataFrame, target: pd.Series, *, folds: int = 5,
                       random_state: int = 0) -> pd.DataFrame:
-    """Reference outputs on the training rows, each from a clone of ``model`` fitted on the other folds."""
+    """Reference outputs on the training rows, each from a clone of ``model`` fitted on the other folds.
+
+    ``model`` may be fitted or not (clones are fitted). A class with fewer rows than ``folds`` lowers the
+    number of folds to its row count; below two folds the outputs of ``model`` fitted on every row are used.
+    """
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-    if is_classifier(model):
+    if hasattr(model, "predict_proba"):  # a classifier, fitted or not
+        folds = min(folds, int(target.value_counts().min()))
+        if folds < 2:
+            return prediction_frame(clone(model).fit(features, target), features)
         splitter: Any = StratifiedKFold(folds, shuffle=True, random_state=random_state)
         probabilities = cross_val_predict(clone(model), features, target, cv=splitter, method="predict_proba")
         classes = list(np.unique(target))  # cross_val_predict orders columns by the sorted classes
         return _frame(classes, np.asarray(classes)[probabilities.argmax(axis=1)], probabilities)
+    if len(target) < 2 * folds:
+        return prediction_frame(clone(model).fit(features, target), features)
     splitter = KFold(folds, shuffle=True, random_state=random_state)
     return _frame(None, cross_val_predict(clone(model), features, target, cv=splitter), None)
