@@ -93,8 +93,9 @@ def _chart(title: str, series: list[tuple[str, str, list]], span: tuple[float, f
     parts.append(f'<text x="{_L - 4}" y="{_T + 4}" text-anchor="end">{high:.3g}</text>'
                  f'<text x="{_L - 4}" y="{_H - _B}" text-anchor="end">{low:.3g}</text>'
                  f'<path d="M{_L} {_T} V{_H - _B} H{_W - _R}" fill="none" stroke="#888"/>')
+    stamp = "%Y-%m-%d %H:%M" if stop - start > 86400 else "%Y-%m-%d %H:%M:%S"  # a day or less: seconds matter
     for t, anchor in ((start, "start"), (stop, "end")):
-        label = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        label = dt.datetime.fromtimestamp(t, dt.UTC).strftime(stamp)
         parts.append(f'<text x="{x(t):.1f}" y="{_H - _B + 14}" text-anchor="{anchor}">{label}</text>')
     return "".join(parts) + "</g></svg>"
 
