@@ -157,7 +157,7 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
                        "current_uri": current_uri, "report_uri": report_uri, "html_report_uri": html_uri}
             journal.append(out, storage.join(registry_uri, model_name, HISTORY_DIR), summary, at=checked_at,
                            label="--registry-uri")
-        outputs.write_parameter_outputs({
+        out.parameters({
             "drift_detected": (drift_detected_output_path, dataset["drift_detected"]),
             "drift_share": (drift_share_output_path, dataset["drift_share"]),
             "report_uri": (report_uri_output_path, report_uri),
@@ -165,7 +165,7 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
             "prediction_drift_detected": (prediction_drift_detected_output_path, prediction_drift),
             "data_quality_ok": (data_quality_ok_output_path, quality_ok),
         })
-        outputs.write_executor_output(executor_input, metrics={
+        out.executor_output(executor_input, metrics={
             "drift_share": dataset["drift_share"], "n_drifted": dataset["n_drifted"],
             "n_features": dataset["n_features"], "drift_detected": float(dataset["drift_detected"])})
     log.info("%s: %d of %d features drifted (%s); columns loaded in %.2fs, statistics computed in %.2fs "

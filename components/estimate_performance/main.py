@@ -106,11 +106,11 @@ def cli(model_uri: str, reference_uri: str, current_uri: str, output_dir: str, m
             summary.update({"metrics": result["metrics"], "reference_realised": realised, "estimate_uri": estimate_uri})
             journal.append(out, storage.join(registry_uri, model_name, HISTORY_DIR), summary,
                            at=dt.datetime.now(dt.UTC), label="--registry-uri")
-        outputs.write_parameter_outputs({
+        out.parameters({
             "estimated_degraded": (estimated_degraded_output_path, degraded),
             "estimated_metric": (estimated_metric_output_path, chosen["estimate"]),
             "estimate_uri": (estimate_uri_output_path, estimate_uri)})
-        outputs.write_executor_output(executor_input, metrics={
+        out.executor_output(executor_input, metrics={
             f"estimated_{metric}": chosen["estimate"], f"estimated_{metric}_lower": chosen["lower"],
             f"estimated_{metric}_upper": chosen["upper"], f"reference_{metric}": reference_value})
     log.info("estimated %s %.4f [%.4f, %.4f] on %d rows; %.4f on the reference: %s", metric, chosen["estimate"],

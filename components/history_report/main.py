@@ -41,7 +41,7 @@ def cli(registry_uri: str, model_name: str, alerts_uri: str, limit: int, output_
     with outputs.publication(output_dir, lineage=record) as out:
         out.put(html_uri, page, label="--output-dir")
         out.put_json(json_uri, {**collected, "lineage": record}, label="--output-dir")
-        outputs.write_parameter_outputs({"html_report_uri": (html_report_uri_output_path, html_uri)})
+        out.parameters({"html_report_uri": (html_report_uri_output_path, html_uri)})
     log.info("history of %s: %d drift checks, %d estimates, %d labeled checks, %d alerts", model_name,
              len(collected["drift"]), len(collected["estimates"]), len(collected["performance"]),
              len(collected["alerts"]))

@@ -88,8 +88,9 @@ def cli(event: str, active: bool, webhook_url: str, webhook_format: str, summary
     else:
         outcome = alerts.notify(alert, webhook_url=url, fmt=webhook_format, state=state_uri or None,
                                 window_seconds=dedup_window_seconds, timeout=timeout_seconds, retries=retries)
-    outputs.write_parameter_outputs({"status": (status_output_path, outcome.status),
-                                     "delivered": (delivered_output_path, outcome.delivered)})
+    with outputs.publication() as out:  # the alert state is this step's output; only KFP files are published here
+        out.parameters({"status": (status_output_path, outcome.status),
+                        "delivered": (delivered_output_path, outcome.delivered)})
     step_io.print_outputs({"status": outcome.status, "delivered": outcome.delivered, "key": outcome.key,
                            "detail": outcome.detail, "state_errors": outcome.state_errors})
 
