@@ -1,18 +1,21 @@
 """detect_drift: compare a current table with a reference table or profile; write a JSON and an HTML report."""
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import ExitStack
 from typing import Any
 
 import click
 
-from mlops_runtime import drift, outputs, step_io, storage
+from mlops_runtime import drift, journal, model_monitoring, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
-from mlops_runtime.drift_report import render_html
+from mlops_runtime.drift_report import render_html, report_bytes
+from mlops_runtime.errors import UsageError
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
 
+HISTORY_DIR = "drift"  # <registry>/<model>/drift/: one record per check, for the history report
 REPORT_FILE = "drift_report.json"
 HTML_FILE = "drift_report.html"
 DEFAULTS = drift.Thresholds()
@@ -60,22 +63,46 @@ def names(text: str) -> list[str]:
               show_default=True, help="False discovery rate: a check needs a Benjamini-Hochberg q-value below it.")
 @click.option("--drift-share-threshold", type=_SHARE, default=DEFAULTS.drift_share, show_default=True,
               help="Share of drifted features at or above which the dataset drifts.")
+@click.option("--model-uri", default=None,
+              help="The production model (empty means none): checks the batch against its signature (data quality), "
+                   "scores it for prediction drift, and gives the feature importances for --weight-by-importance.")
+@click.option("--predictions-uri", default=None,
+              help="The batch's predictions (a table in mlops_runtime.prediction_drift's columns), instead of scoring "
+                   "it with --model-uri (empty means none).")
+@click.option("--weight-by-importance", type=click.BOOL, default=False, show_default=True,
+              help="Weight the drift share by the model card's feature_importance (needs --model-uri).")
+@click.option("--quality-share-threshold", type=_SHARE, default=0.01, show_default=True,
+              help="Share of a column's values out of the training range, unseen, or newly missing at or above "
+                   "which data quality fails.")
+@click.option("--registry-uri", default="", help="Registry root: append a summary of this check to "
+                                                 "<registry>/<model>/drift/ (empty means none).")
+@click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry.")
 @executor_input_option()
 @output_path_option("drift_detected", "true when the dataset drifted.")
 @output_path_option("drift_share", "Share of the monitored features that drifted.")
 @output_path_option("report_uri", "URI of drift_report.json.")
 @output_path_option("html_report_uri", "URI of drift_report.html.")
+@output_path_option("prediction_drift_detected", "true when the model's outputs drifted (false when not compared).")
+@output_path_option("data_quality_ok", "false when the batch breaks the model's signature (true without a model).")
 def cli(reference_uri: str | None, reference_profile_uri: str | None, current_uri: str, output_dir: str,
         target_column: str, critical_features: str, categorical_features: str, psi_threshold: float,
         wasserstein_threshold: float, js_threshold: float, unseen_threshold: float, missing_rate_threshold: float,
-        alpha: float, drift_share_threshold: float, executor_input: str | None, drift_detected_output_path: str | None,
-        drift_share_output_path: str | None, report_uri_output_path: str | None,
-        html_report_uri_output_path: str | None) -> None:
+        alpha: float, drift_share_threshold: float, model_uri: str | None, predictions_uri: str | None,
+        weight_by_importance: bool, quality_share_threshold: float, registry_uri: str, model_name: str,
+        executor_input: str | None,
+        drift_detected_output_path: str | None, drift_share_output_path: str | None,
+        report_uri_output_path: str | None, html_report_uri_output_path: str | None,
+        prediction_drift_detected_output_path: str | None, data_quality_ok_output_path: str | None) -> None:
     # A pipeline passes both (the production model's profile, its training table as the fallback).
     reference_profile_uri = reference_profile_uri or None
     reference_uri = None if reference_profile_uri else (reference_uri or None)
     if reference_uri is None and reference_profile_uri is None:
         raise click.UsageError("give --reference-profile-uri or --reference-uri")
+    model_uri, predictions_uri = model_uri or None, predictions_uri or None
+    if weight_by_importance and model_uri is None:
+        raise UsageError("needs --model-uri (the card holds the feature importances)", label="--weight-by-importance")
+    weights = (model_monitoring.feature_importances(models.read_card(model_uri, label="--model-uri"))
+               if weight_by_importance else None)
     report_uri = step_io.output_uri(output_dir, REPORT_FILE)
     html_uri = step_io.output_uri(output_dir, HTML_FILE)
     thresholds = drift.Thresholds(psi=psi_threshold, wasserstein=wasserstein_threshold, jensen_shannon=js_threshold,
@@ -96,7 +123,11 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
         report = drift.detect_drift(reference, current, thresholds=thresholds,
                                     critical_features=names(critical_features),
                                     categorical_features=names(categorical_features), target_column=target_column,
-                                    timings=timings, reference_label=reference_label, current_label="--current-uri")
+                                    timings=timings, reference_label=reference_label, current_label="--current-uri",
+                                    feature_weights=weights)
+        report.update(model_monitoring.monitor_model(
+            model_uri=model_uri, predictions_uri=predictions_uri, reference=reference, reference_uri=reference_uri,
+            current_uri=current_uri, thresholds=thresholds, quality_share_threshold=quality_share_threshold))
     report["reference"]["uri"] = reference_profile_uri or reference_uri
     report["current"]["uri"] = current_uri
     parameters = {"reference_uri": reference_uri, "reference_profile_uri": reference_profile_uri,
@@ -105,18 +136,34 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
                   "psi_threshold": psi_threshold, "wasserstein_threshold": wasserstein_threshold,
                   "js_threshold": js_threshold, "unseen_threshold": unseen_threshold,
                   "missing_rate_threshold": missing_rate_threshold, "alpha": alpha,
-                  "drift_share_threshold": drift_share_threshold}
+                  "drift_share_threshold": drift_share_threshold, "model_uri": model_uri,
+                  "predictions_uri": predictions_uri, "weight_by_importance": weight_by_importance,
+                  "quality_share_threshold": quality_share_threshold}
     report["lineage"] = lineage("detect_drift", parameters, [reference_record, current_record])
     page = render_html(report).encode()
     dataset = report["dataset"]
+    predictions = report["predictions"] or {}
+    prediction_drift = bool(predictions.get("dataset", {}).get("drift_detected", False))
+    quality_ok = report["data_quality"] is None or report["data_quality"]["ok"]
     with outputs.publication(output_dir, lineage=report["lineage"]) as out:
-        out.put_json(report_uri, report, label="--output-dir")
+        out.put(report_uri, report_bytes(report), label="--output-dir")
         out.put(html_uri, page, label="--output-dir")
+        if registry_uri:
+            checked_at = dt.datetime.now(dt.UTC)
+            summary = {"checked_at": checked_at.isoformat(), "drift_detected": dataset["drift_detected"],
+                       "drift_share": dataset["drift_share"], "n_drifted": dataset["n_drifted"],
+                       "n_features": dataset["n_features"], "drifted_features": dataset["drifted_features"][:50],
+                       "prediction_drift_detected": prediction_drift, "data_quality_ok": quality_ok,
+                       "current_uri": current_uri, "report_uri": report_uri, "html_report_uri": html_uri}
+            journal.append(out, storage.join(registry_uri, model_name, HISTORY_DIR), summary, at=checked_at,
+                           label="--registry-uri")
         out.parameters({
             "drift_detected": (drift_detected_output_path, dataset["drift_detected"]),
             "drift_share": (drift_share_output_path, dataset["drift_share"]),
             "report_uri": (report_uri_output_path, report_uri),
             "html_report_uri": (html_report_uri_output_path, html_uri),
+            "prediction_drift_detected": (prediction_drift_detected_output_path, prediction_drift),
+            "data_quality_ok": (data_quality_ok_output_path, quality_ok),
         })
         out.executor_output(executor_input, metrics={
             "drift_share": dataset["drift_share"], "n_drifted": dataset["n_drifted"],
@@ -126,7 +173,8 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
              dataset["n_drifted"], dataset["n_features"], ", ".join(dataset["drifted_features"][:10]) or "none",
              timings["load_seconds"], timings["compute_seconds"], timings["wall_seconds"])
     step_io.print_outputs({"drift_detected": dataset["drift_detected"], "drift_share": dataset["drift_share"],
-                           "report_uri": report_uri, "html_report_uri": html_uri})
+                           "report_uri": report_uri, "html_report_uri": html_uri,
+                           "prediction_drift_detected": prediction_drift, "data_quality_ok": quality_ok})
 
 
 if __name__ == "__main__":

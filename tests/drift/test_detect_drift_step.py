@@ -39,6 +39,11 @@ def kfp_paths(tmp_path: Path) -> tuple[list[str], dict[str, Path]]:
     return args, paths
 
 
+def report_without_model_parts(uri: str) -> bool:
+    report = json.loads(storage.read_bytes(uri))
+    return report["predictions"] is None and report["data_quality"] is None
+
+
 def assert_refused(result, code: int, option: str, output_dir: str) -> None:
     lines = result.stderr.splitlines()
     assert result.exit_code == code, (result.exit_code, result.stderr)
@@ -63,11 +68,14 @@ def test_reports_drift_with_a_raw_reference(step, tables_on_s3, tmp_path):
     assert storage.list_uris(output_dir) == [f"{output_dir}/_manifest.json", html_uri, report_uri]
     manifest = outputs.verify_published(output_dir)  # written last: the folder is complete
     assert sorted(entry["name"] for entry in manifest["objects"]) == ["drift_report.html", "drift_report.json"]
+    # without --model-uri nothing is compared against a model: prediction drift false, data quality not failed
     assert result.stdout.splitlines() == [json.dumps({"drift_detected": True, "drift_share": 0.5,
-                                                      "html_report_uri": html_uri, "report_uri": report_uri},
+                                                      "html_report_uri": html_uri, "report_uri": report_uri,
+                                                      "prediction_drift_detected": False, "data_quality_ok": True},
                                                      sort_keys=True)]
     assert {name: path.read_text() for name, path in paths.items()} == {
         "drift_detected": "true", "drift_share": "0.5", "report_uri": report_uri, "html_report_uri": html_uri}
+    assert report_without_model_parts(report_uri)
 
     report = json.loads(storage.read_bytes(report_uri))
     assert report["feature_names"] == ["age", "income", "city", "visits"]  # in column order, target left out

@@ -170,10 +170,17 @@ def test_every_verdict_is_effect_and_bh_q_below_alpha():
                        | {"c": rng.choice(list("xyz"), 3000)})
     report = detect_drift(ref, cur, thresholds=Thresholds(alpha=0.1))
     checks = [c for f in report["features"].values() for c in f["checks"].values()]
-    q = false_discovery_control([c["p_value"] for c in checks], method="bh")
-    assert [c["q_value"] for c in checks] == pytest.approx(list(q), rel=1e-12)
+    # One BH family: every check's test plus, beside KS on samples of at most 10 000, Anderson-Darling.
+    tests = [t for c in checks for t in (c, c.get("anderson_darling")) if t is not None]
+    assert len(tests) == len(checks) + 6  # the six numerical features at 3 000 rows
+    q = false_discovery_control([t["p_value"] for t in tests], method="bh")
+    assert [t["q_value"] for t in tests] == pytest.approx(list(q), rel=1e-12)
     for check in checks:
-        assert check["drift"] == (check["effect_passed"] and check["q_value"] < 0.1)
+        q_check = min(t["q_value"] for t in (check, check.get("anderson_darling")) if t is not None)
+        assert check["drift"] == (check["effect_passed"] and q_check < 0.1)
+        for effect in check["effects"].values():  # passing means the interval's lower end passes
+            assert effect["passed"] == (effect["lower"] is not None and effect["lower"] >= effect["threshold"])
+            assert effect["lower"] is None or effect["lower"] <= effect["value"]
 
 
 def test_parquet_columns_give_the_dataframe_report(tmp_path):

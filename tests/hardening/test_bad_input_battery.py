@@ -33,7 +33,8 @@ FILE_OWNER = 10001
 WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 # Where each step writes; a case may replace one of them with a bad URI.
 OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri"),
-                  "claim_batches": ("--registry-uri",), "complete_batches": ("--registry-uri",)}
+                  "claim_batches": ("--registry-uri",), "complete_batches": ("--registry-uri",),
+                  "notify": ("--state-uri",)}
 IAM_KEYS = {"admin": ["Admin", "Read", "List", "Tagging", "Write"], "reader": ["Read", "List"], "nobody": []}
 
 
@@ -285,6 +286,13 @@ def retrain_args(*extra: str, batch: Callable[[World], str] | None = None,
                       "--reference-uri", reference(w) if reference else w.path("good/split/train.parquet"), *extra]
 
 
+def estimate_args(*extra: str, model: str = GOOD_MODEL, reference: Callable[[World], str] | None = None,
+                  current: Callable[[World], str] | None = None) -> Callable[[World], list[str]]:
+    return lambda w: ["--model-uri", w.path(model),
+                      "--reference-uri", reference(w) if reference else w.path("good/data/data.parquet"),
+                      "--current-uri", current(w) if current else w.path("good/batch/batch.parquet"), *extra]
+
+
 def bad_registry(name: str) -> Callable[[World], list[str]]:
     return lambda w: deploy_args()(w) + ["--compare-to-production", "true"]
 
@@ -414,6 +422,25 @@ CASES = [
     Case("detect_drift", "reference profile not JSON", BAD_INPUT, "--reference-profile-uri",
          lambda w: ["--reference-profile-uri", w.path("bad/not_json.json"),
                     "--current-uri", w.path("good/split/test.parquet")]),
+    # estimate_performance
+    Case("estimate_performance", "unlabeled reference", BAD_INPUT, "--reference-uri",
+         estimate_args(reference=table("no_target"))),
+    Case("estimate_performance", "tampered model file", MODEL, "--model-uri",
+         estimate_args(model="bad/tampered/model.skops")),
+    Case("estimate_performance", "batch lacks a feature", BAD_INPUT, "--current-uri",
+         estimate_args(current=table("missing_feature"))),
+    Case("estimate_performance", "maximum drop above 1", USAGE, "--max-drop", estimate_args("--max-drop", "2")),
+    # notify
+    Case("notify", "webhook not http", USAGE, "--webhook-url",
+         lambda w: ["--event", "drift", "--webhook-url", "file:///etc/passwd"]),
+    Case("notify", "malformed labels", USAGE, "--labels", lambda w: ["--event", "drift", "--labels", "model"]),
+    Case("notify", "details not a JSON object", USAGE, "--details", lambda w: ["--event", "drift", "--details", "[]"]),
+    Case("notify", "unknown event", USAGE, "--event", lambda w: ["--event", "earthquake"]),
+    # history_report
+    Case("history_report", "limit of 0", USAGE, "--limit",
+         lambda w: ["--registry-uri", w.path("good"), "--limit", "0"]),
+    Case("history_report", "unknown registry URI scheme", BAD_INPUT, "--registry-uri",
+         lambda w: ["--registry-uri", "gs://bucket/registry"]),
     # check_performance
     Case("check_performance", "tolerance above 1", USAGE, "--tolerance", performance_args("--tolerance", "1.5")),
     Case("check_performance", "too few bootstrap resamples", USAGE, "--n-bootstrap",

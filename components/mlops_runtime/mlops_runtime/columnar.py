@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -227,12 +228,22 @@ class ParquetColumns(Columns):
         self.names = [name for name in schema.names if name not in index_columns]
         self._types = {name: schema.field(name).type for name in self.names}
         self.label = label
+        self._per_thread = threading.local()
 
-    def _read(self, name: str) -> Any:
+    def _file(self) -> Any:
+        """This thread's reader. Opening one parses the whole footer (its cost grows with the number of
+        columns), so each thread opens the file once, not once per column; a reader is not shared between
+        threads."""
         import pyarrow.parquet as pq
 
-        try:  # a fresh reader per column: safe to call from several threads at once
-            return pq.ParquetFile(self.path).read(columns=[name], use_threads=False).column(0)
+        reader = getattr(self._per_thread, "reader", None)
+        if reader is None:
+            reader = self._per_thread.reader = pq.ParquetFile(self.path)
+        return reader
+
+    def _read(self, name: str) -> Any:
+        try:
+            return self._file().read(columns=[name], use_threads=False).column(0)
         except Exception as error:
             raise BadInputError(f"{self.uri}: cannot read column '{name}' ({_first_line(error)})",
                                 label=self.label) from None
@@ -244,12 +255,10 @@ class ParquetColumns(Columns):
         return str(self._types[name])
 
     def numeric(self, name: str) -> np.ndarray:
-        import pyarrow.parquet as pq
-
         # batch by batch into one array: a single column-sized allocation, no Arrow-side copy of the column
         values, filled = np.empty(self.num_rows), 0
         try:
-            batches = pq.ParquetFile(self.path).iter_batches(batch_size=_BATCH_ROWS, columns=[name], use_threads=False)
+            batches = self._file().iter_batches(batch_size=_BATCH_ROWS, columns=[name], use_threads=False)
             for batch in batches:
                 chunk = _arrow_floats(batch.column(0))
                 values[filled:filled + chunk.size] = chunk

@@ -50,7 +50,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from . import storage
+from . import drift_bounds, drift_schema, storage
 from .columnar import CATEGORICAL, EMPTY, NUMERICAL, Columns, as_columns
 from .errors import BadInputError
 from .log import get_logger
@@ -95,13 +94,14 @@ class Thresholds:
     missing_rate: float = 0.05
     alpha: float = 0.05
     drift_share: float = 0.5
+    confidence: float = 0.975  # one-sided: the lower end of a two-sided 95 % interval must pass the threshold
 
     def __post_init__(self) -> None:
         limits = {"psi": (0, math.inf), "wasserstein": (0, math.inf), "jensen_shannon": (0, 1), "unseen": (0, 1),
-                  "missing_rate": (0, 1), "alpha": (0, 1), "drift_share": (0, 1)}
+                  "missing_rate": (0, 1), "alpha": (0, 1), "drift_share": (0, 1), "confidence": (0, 1)}
         for name, (low, high) in limits.items():
             value = getattr(self, name)
-            if not (low < value <= high) or (name == "alpha" and value >= 1):
+            if not (low < value <= high) or (name in ("alpha", "confidence") and value >= 1):
                 raise ValueError(f"threshold {name}={value} is out of range ({low}, {high}]")
 
 
@@ -322,7 +322,7 @@ def ks_pvalue(statistic: float, n1: int, n2: int) -> float:
     return float(np.clip(kolmogorov(root * statistic + 1 / (6 * root)), 0, 1))
 
 
-_WARNINGS_LOCK = threading.Lock()
+_WARNINGS_LOCK = drift_bounds.WARNINGS_LOCK  # one lock for every catch_warnings: the filters are global
 
 
 def small_sample_ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -462,23 +462,49 @@ def _histogram(ref: ECDF, cur: ECDF, bins: int = 30) -> dict[str, Any] | None:
     return {"edges": edges.tolist(), "reference": shares(ref), "current": shares(cur)}
 
 
-def compare_numeric(ref: NumericSummary, cur: NumericSummary, thresholds: Thresholds) -> dict[str, Any] | None:
+def _effect(value: float | None, lower: float | None, threshold: float) -> dict[str, Any]:
+    """An effect size, the lower end of its confidence interval (None: not computed) and whether that passes."""
+    return {"value": value, "lower": lower, "threshold": threshold,
+            "passed": lower is not None and lower >= threshold}
+
+
+def _needs_bound(values: list[float | None], thresholds_: list[float], p_values: list[float], alpha: float) -> bool:
+    """A bound is computed only where it can matter: an estimate at or above its threshold, and a raw p-value
+    below alpha (its BH q-value can be below alpha only then)."""
+    return min(p_values) < alpha and any(v is not None and v >= t for v, t in zip(values, thresholds_, strict=True))
+
+
+def compare_numeric(ref: NumericSummary, cur: NumericSummary, thresholds: Thresholds,
+                    seed: int = 0) -> dict[str, Any] | None:
     if ref.ecdf.total == 0 or cur.ecdf.total == 0:
         return None
     n_ref, n_cur = ref.ecdf.total if ref.exact else _n_finite(ref), cur.ecdf.total
     assert cur.sample is not None
+    anderson = None
     if ref.exact and max(n_ref, n_cur) <= EXACT_KS_MAX_N:
-        statistic, p_value = small_sample_ks(ref.ecdf.expand(), cur.sample)
+        ref_sample = ref.ecdf.expand()
+        statistic, p_value = small_sample_ks(ref_sample, cur.sample)
         distance = wasserstein(ref.ecdf, cur.sample)
+        single_value = ref.ecdf.values[0] == ref.ecdf.values[-1] == cur.sample[0] == cur.sample[-1]
+        if n_ref + n_cur >= 8 and not single_value:  # scipy's variance term needs N > 3 and two distinct values
+            ad_statistic, ad_p_value = drift_bounds.anderson_darling(ref_sample, cur.sample)
+            anderson = {"test": "anderson_darling_k_sample", "statistic": ad_statistic, "p_value": ad_p_value}
     else:
         statistic, distance = ks_wasserstein(ref.ecdf, cur.sample)
         p_value = ks_pvalue(statistic, n_ref, n_cur)
     counts = psi_counts(cur.ecdf, cur.n_missing, ref.psi_edges, ref.psi_maximum)
     psi = population_stability_index(ref.psi_counts, counts)
     normalized = distance / ref.std if ref.std else None
-    effects = {"psi": {"value": psi, "threshold": thresholds.psi, "passed": psi >= thresholds.psi},
-               "wasserstein_normalized": {"value": normalized, "threshold": thresholds.wasserstein,
-                                          "passed": normalized is not None and normalized >= thresholds.wasserstein}}
+    psi_lower = w_lower = None
+    p_values = [p_value] + ([anderson["p_value"]] if anderson else [])
+    if _needs_bound([psi, normalized], [thresholds.psi, thresholds.wasserstein], p_values, thresholds.alpha):
+        psi_lower, w_lower = drift_bounds.numeric_lower_bounds(
+            ref.ecdf.values, ref.ecdf.counts, ref.n_rows, ref.n_missing, cur.ecdf.values, cur.ecdf.counts, cur.n_rows,
+            cur.n_missing,
+            psi_edges=ref.psi_edges, psi_maximum=float(ref.psi_maximum), std=ref.std, psi=psi, normalized=normalized,
+            epsilon=PSI_EPSILON, confidence=thresholds.confidence, seed=seed)
+    effects = {"psi": _effect(psi, psi_lower, thresholds.psi),
+               "wasserstein_normalized": _effect(normalized, w_lower, thresholds.wasserstein)}
     check: dict[str, Any] = {
         "test": "kolmogorov_smirnov", "statistic": statistic, "p_value": p_value, "wasserstein": distance,
         "effects": effects, "effect_passed": any(e["passed"] for e in effects.values()),
@@ -487,6 +513,8 @@ def compare_numeric(ref: NumericSummary, cur: NumericSummary, thresholds: Thresh
                      "reference": ref.psi_counts.tolist(), "current": counts.tolist()},
         "histogram": _histogram(ref.ecdf, cur.ecdf),
     }
+    if anderson is not None:
+        check["anderson_darling"] = anderson
     if not ref.exact:
         check["approximation"] = {
             "reference_sketch_size": ref.ecdf.total, "ks_statistic_error_bound": ref.ks_error,
@@ -499,7 +527,8 @@ def _n_finite(summary: NumericSummary) -> int:
     return summary.n_rows - summary.n_missing
 
 
-def compare_categories(ref: CategorySummary, cur: CategorySummary, thresholds: Thresholds) -> dict[str, Any]:
+def compare_categories(ref: CategorySummary, cur: CategorySummary, thresholds: Thresholds,
+                       seed: int = 0) -> dict[str, Any]:
     from scipy.spatial.distance import jensenshannon
     from scipy.stats import chi2_contingency
 
@@ -521,9 +550,13 @@ def compare_categories(ref: CategorySummary, cur: CategorySummary, thresholds: T
         result = chi2_contingency(table)
         statistic, p_value, dof = float(result.statistic), float(result.pvalue), int(result.dof)
     unseen = float(current[position[UNSEEN]] / current.sum())
-    effects = {"jensen_shannon": {"value": distance, "threshold": thresholds.jensen_shannon,
-                                  "passed": distance >= thresholds.jensen_shannon},
-               "unseen_share": {"value": unseen, "threshold": thresholds.unseen, "passed": unseen >= thresholds.unseen}}
+    js_lower = unseen_lower = None
+    if _needs_bound([distance, unseen], [thresholds.jensen_shannon, thresholds.unseen], [p_value], thresholds.alpha):
+        js_lower, unseen_lower = drift_bounds.category_lower_bounds(
+            reference, current, position[UNSEEN], distance=distance, unseen=unseen,
+            confidence=thresholds.confidence, seed=seed)
+    effects = {"jensen_shannon": _effect(distance, js_lower, thresholds.jensen_shannon),
+               "unseen_share": _effect(unseen, unseen_lower, thresholds.unseen)}
     shares_ref, shares_cur = reference / reference.sum(), current / current.sum()
     largest = np.maximum(shares_ref, shares_cur)
     shown = [i for i in sorted(range(len(buckets)), key=lambda i: -largest[i]) if largest[i] > 0][:20]
@@ -538,14 +571,17 @@ def compare_categories(ref: CategorySummary, cur: CategorySummary, thresholds: T
 
 
 def compare_missing(ref: NumericSummary | CategorySummary, cur: NumericSummary | CategorySummary,
-                    thresholds: Thresholds) -> dict[str, Any]:
+                    thresholds: Thresholds, seed: int = 0) -> dict[str, Any]:
     ref_rate, cur_rate = ref.n_missing / ref.n_rows, cur.n_missing / cur.n_rows
     change = cur_rate - ref_rate
+    p_value = two_proportion_pvalue(ref.n_missing, ref.n_rows, cur.n_missing, cur.n_rows)
+    lower = None
+    if _needs_bound([abs(change)], [thresholds.missing_rate], [p_value], thresholds.alpha):
+        lower = drift_bounds.missing_change_lower(ref.n_missing, ref.n_rows, cur.n_missing, cur.n_rows, change=change,
+                                                  confidence=thresholds.confidence, seed=seed)
+    effect = _effect(abs(change), lower, thresholds.missing_rate)
     return {"test": "two_proportion_z", "reference_rate": ref_rate, "current_rate": cur_rate, "change": change,
-            "p_value": two_proportion_pvalue(ref.n_missing, ref.n_rows, cur.n_missing, cur.n_rows),
-            "effects": {"absolute_change": {"value": abs(change), "threshold": thresholds.missing_rate,
-                                            "passed": abs(change) >= thresholds.missing_rate}},
-            "effect_passed": abs(change) >= thresholds.missing_rate}
+            "p_value": p_value, "effects": {"absolute_change": effect}, "effect_passed": effect["passed"]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -596,8 +632,13 @@ def _parallel_map(function: Any, items: list[str], workers: int | None) -> list[
 
 def build_profile(table: Any, *, target_column: str | None = None, categorical_features: Iterable[str] = (),
                   sketch_size: int = DEFAULT_SKETCH_SIZE, max_categories: int = DEFAULT_MAX_CATEGORIES,
-                  workers: int | None = None) -> dict[str, Any]:
-    """A JSON-ready reference profile of ``table`` (DataFrame, pyarrow Table or Columns source)."""
+                  workers: int | None = None, predictions: Any = None) -> dict[str, Any]:
+    """A JSON-ready reference profile of ``table`` (DataFrame, pyarrow Table or Columns source).
+
+    ``predictions``: the model's outputs on the reference (:mod:`mlops_runtime.prediction_drift`'s table,
+    ideally :func:`~mlops_runtime.prediction_drift.out_of_fold_frame`), profiled the same way into the
+    profile's ``predictions`` section, for prediction drift.
+    """
     if sketch_size < 1000 or max_categories < 1:
         raise ValueError("sketch_size must be at least 1000 and max_categories at least 1")
     source = as_columns(table)
@@ -613,9 +654,13 @@ def build_profile(table: Any, *, target_column: str | None = None, categorical_f
         return summary_to_json(summary)
 
     features = dict(zip(kinds, _parallel_map(one, list(kinds), workers), strict=True))
-    return {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "n_rows": source.num_rows,
-            "target_column": target_column, "sketch_size": sketch_size, "max_categories": max_categories,
-            "feature_names": list(features), "features": features, "skipped_columns": skipped}
+    profile = {"format": PROFILE_FORMAT, "version": PROFILE_VERSION, "n_rows": source.num_rows,
+               "target_column": target_column, "sketch_size": sketch_size, "max_categories": max_categories,
+               "feature_names": list(features), "features": features, "skipped_columns": skipped}
+    if predictions is not None:
+        profile["predictions"] = build_profile(predictions, sketch_size=sketch_size, max_categories=max_categories,
+                                               workers=workers)
+    return profile
 
 
 def write_profile(table: Any, uri: str, *, label: str | None = None, **options: Any) -> dict[str, Any]:
@@ -643,16 +688,9 @@ def parse_profile(data: bytes, uri: str, *, label: str | None = None) -> dict[st
         raise BadInputError(f"{uri}: drift profile version {profile.get('version')} is not supported "
                             f"(expected {PROFILE_VERSION})", label=label)
     try:
-        for name, entry in profile["features"].items():
-            summary_from_json(entry)
-            if not isinstance(name, str):
-                raise TypeError(name)
-        if not profile["features"]:
-            raise ValueError("no features")
-        if sorted(profile.get("feature_names") or profile["features"]) != sorted(profile["features"]):
-            raise ValueError("feature_names do not match the features")
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise BadInputError(f"{uri}: invalid drift profile ({type(error).__name__}: {error})", label=label) from None
+        drift_schema.check_profile(profile)
+    except ValueError as error:
+        raise BadInputError(f"{uri}: invalid drift profile: {error}", label=label) from None
     return profile
 
 
@@ -753,8 +791,13 @@ def detect_drift(reference: Any, current: Any, *, thresholds: Thresholds | None 
                  critical_features: Iterable[str] = (), categorical_features: Iterable[str] = (),
                  target_column: str | None = None, workers: int | None = None,
                  timings: dict[str, float] | None = None, reference_label: str = "--reference-uri",
-                 current_label: str = "--current-uri") -> dict[str, Any]:
+                 current_label: str = "--current-uri",
+                 feature_weights: dict[str, float] | None = None) -> dict[str, Any]:
     """Compare ``current`` with ``reference`` (a table, a Columns source or a profile from :func:`build_profile`).
+
+    ``feature_weights`` (e.g. the model card's permutation importances): the dataset's drift share is then
+    the weighted share, sum of the drifted features' weights over the sum of all weights (negative
+    importances count as 0, features without a weight as 0); the unweighted share is reported beside it.
 
     Returns the drift report (JSON-ready and deterministic). ``timings``, when given, receives the
     seconds spent loading columns and computing, summed over the worker threads, and the wall time.
@@ -792,9 +835,10 @@ def detect_drift(reference: Any, current: Any, *, thresholds: Thresholds | None 
         cur_loaded = time.perf_counter()
         cur = _summary_of(cur_values, kind, current_source.num_rows, plan.max_categories, truncate=False)
         del cur_values
-        distribution = (compare_numeric(ref, cur, thresholds) if kind == NUMERICAL  # type: ignore[arg-type]
-                        else compare_categories(ref, cur, thresholds))  # type: ignore[arg-type]
-        missing = compare_missing(ref, cur, thresholds)
+        seed = drift_bounds.seed_for(name)
+        distribution = (compare_numeric(ref, cur, thresholds, seed) if kind == NUMERICAL  # type: ignore[arg-type]
+                        else compare_categories(ref, cur, thresholds, seed))  # type: ignore[arg-type]
+        missing = compare_missing(ref, cur, thresholds, seed + 1)
         done = time.perf_counter()
         spent["load"] += (loaded - tic) + (cur_loaded - computed)
         spent["compute"] += (computed - loaded) + (done - cur_loaded)
@@ -803,7 +847,7 @@ def detect_drift(reference: Any, current: Any, *, thresholds: Thresholds | None 
                 "checks": {"distribution": distribution, "missing_rate": missing}}
 
     features = dict(zip(plan.kinds, _parallel_map(evaluate, list(plan.kinds), workers), strict=True))
-    report = _decide(features, thresholds, critical)
+    report = _decide(features, thresholds, critical, feature_weights)
     report["reference"] = {"mode": "profile" if plan.profile is not None else "table",
                            "n_rows": plan.reference_rows}
     report["current"] = {"n_rows": current_source.num_rows}
@@ -823,39 +867,57 @@ def _summary_of(values: Any, kind: str, n_rows: int, max_categories: int,
     return summarize_categories(counts, missing, n_rows, max_categories if truncate else max(len(counts), 1))
 
 
-def _decide(features: dict[str, dict[str, Any]], thresholds: Thresholds, critical: list[str]) -> dict[str, Any]:
+def _weighted_share(drifted: list[str], names: list[str], weights: dict[str, float] | None) -> tuple[float | None, str]:
+    if weights is None:
+        return None, "unweighted"
+    clean = {name: max(float(weights.get(name, 0.0)), 0.0) for name in names}
+    total = sum(clean.values())
+    if not total > 0:
+        return None, "unweighted (no positive weight for the monitored features)"
+    return sum(clean[name] for name in drifted) / total, "feature_importance"
+
+
+def _decide(features: dict[str, dict[str, Any]], thresholds: Thresholds, critical: list[str],
+            weights: dict[str, float] | None = None) -> dict[str, Any]:
     from scipy.stats import false_discovery_control
 
-    checks = [(name, check) for name, feature in features.items() for check in feature["checks"].values()
-              if check is not None]
-    p_values = np.array([check["p_value"] for _, check in checks], dtype=np.float64)
+    checks = [check for feature in features.values() for check in feature["checks"].values() if check is not None]
+    tests = [test for check in checks for test in (check, check.get("anderson_darling")) if test is not None]
+    p_values = np.array([test["p_value"] for test in tests], dtype=np.float64)
     q_values = false_discovery_control(p_values, method="bh") if p_values.size else p_values
-    for (_, check), q in zip(checks, q_values.tolist(), strict=True):
-        check["q_value"] = q
+    for test, q in zip(tests, q_values.tolist(), strict=True):
+        test["q_value"] = q
+    for check in checks:  # significant when KS (or chi-square, or the z test) or Anderson-Darling is
+        q = min(test["q_value"] for test in (check, check.get("anderson_darling")) if test is not None)
         check["significant"] = q < thresholds.alpha
         check["drift"] = bool(check["effect_passed"] and check["significant"])
+        check["min_q_value"] = q
     drifted = []
     for name, feature in features.items():
         reasons = []
         for check_name, check in feature["checks"].items():
             if check is not None and check["drift"]:
-                passed = [f"{effect} {e['value']:.4g} >= {e['threshold']:g}" for effect, e in check["effects"].items()
-                          if e["passed"]]
-                reasons.append(f"{check_name}: {' and '.join(passed)}, q={check['q_value']:.3g} "
+                passed = [f"{effect} {e['value']:.4g} >= {e['threshold']:g} ({thresholds.confidence:.0%} lower "
+                          f"bound {e['lower']:.4g})" for effect, e in check["effects"].items() if e["passed"]]
+                reasons.append(f"{check_name}: {' and '.join(passed)}, q={check['min_q_value']:.3g} "
                                f"< {thresholds.alpha:g}")
         feature["drift"] = bool(reasons)
         feature["reasons"] = reasons
         if reasons:
             drifted.append(name)
-    share = len(drifted) / len(features)
+    unweighted = len(drifted) / len(features)
+    weighted, weighting = _weighted_share(drifted, list(features), weights)
+    share = unweighted if weighted is None else weighted
     critical_drifted = [name for name in critical if name in drifted]
     reasons = []
     if share >= thresholds.drift_share:
-        reasons.append(f"{len(drifted)} of {len(features)} features drifted (share {share:.3g} >= "
+        reasons.append(f"{len(drifted)} of {len(features)} features drifted ("
+                       f"{'importance-weighted ' if weighted is not None else ''}share {share:.3g} >= "
                        f"{thresholds.drift_share:g})")
     if critical_drifted:
         reasons.append(f"critical feature(s) drifted: {', '.join(critical_drifted)}")
-    return {"dataset": {"drift_detected": bool(reasons), "drift_share": share, "n_features": len(features),
+    return {"dataset": {"drift_detected": bool(reasons), "drift_share": share, "unweighted_drift_share": unweighted,
+                        "share_weighting": weighting, "n_features": len(features),
                         "n_drifted": len(drifted), "drifted_features": drifted, "critical_features": critical,
                         "critical_drifted": critical_drifted, "reasons": reasons},
             "thresholds": asdict(thresholds), "feature_names": list(features), "features": features}
