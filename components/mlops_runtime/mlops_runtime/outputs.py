@@ -48,15 +48,19 @@ class Publication:
 
     def put_file(self, uri: str, path: Path, *, label: str | None = None) -> str:
         """Write a local file as one object of this publication, streaming it (for tables of any size)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         self.written.append(uri)  # recorded first, as in _write
-        try:
-            storage.upload_file(uri, path, label=label)
-        except ComponentError as error:
-            if _never_stored(error):
-                self.written.pop()
-            raise
-        self.objects.append({"name": self._name(uri), "uri": uri, "sha256": storage.file_sha256(path),
-                             "bytes": path.stat().st_size})
+        with ThreadPoolExecutor(max_workers=1) as hashing:  # hashed on the second core while it uploads
+            digest = hashing.submit(storage.file_sha256, path)
+            try:
+                storage.upload_file(uri, path, label=label)
+            except ComponentError as error:
+                if _never_stored(error):
+                    self.written.pop()
+                raise
+            self.objects.append({"name": self._name(uri), "uri": uri, "sha256": digest.result(),
+                                 "bytes": path.stat().st_size})
         return uri
 
     def put_json(self, uri: str, document: Any, *, label: str | None = None) -> str:
