@@ -80,9 +80,8 @@ def choose_test_rows(target: pd.Series, task: str, times: pd.Series | None, test
                      *, uri: str) -> np.ndarray:
     """Positions (into ``target``) of the test rows: the newest with a time column, else a seeded draw
     (stratified on the target for classification)."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
-    positions = np.arange(len(target))
     if times is not None:
         if task == "classification":
             step_io.class_counts(target, uri=uri, label="--data-uri")
@@ -93,15 +92,17 @@ def choose_test_rows(target: pd.Series, task: str, times: pd.Series | None, test
                                 f"single class of '{target.name}'; lower --test-size or provide more rows",
                                 label="--time-column")
         return np.sort(order[-n_test:])
+    rows = np.zeros(len(target), dtype=np.int8)  # only its length matters to the splitters
     if task == "classification":
         check_stratifiable(target, test_size, uri=uri)
-        # Sorted integer codes stratify exactly as the values do (train_test_split sorts classes) and are
-        # far cheaper than millions of strings.
+        # Sorted integer codes stratify exactly as the values do (the splitter sorts classes) and are far
+        # cheaper than millions of strings. Same splitter, sizes and seed as train_test_split: same rows.
         codes, _ = pd.factorize(target, sort=True)
-        _, test = train_test_split(positions, test_size=test_size, random_state=random_state, stratify=codes)
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+        _, test = next(splitter.split(rows, codes))
     else:
         check_sizes(len(target), test_size)
-        _, test = train_test_split(positions, test_size=test_size, random_state=random_state)
+        _, test = next(ShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state).split(rows))
     return np.sort(test)
 
 
@@ -140,9 +141,12 @@ def cli(data_uri: str, target_column: str, task: str, time_column: str | None, t
         tables.check_target_values(target, label="--data-uri", target_label="--target-column", uri=data_uri)
         present = target.notna().to_numpy()
         kept = np.flatnonzero(present)
-        target = target[present].reset_index(drop=True)
+        if len(kept) < len(present):
+            target = target[present].reset_index(drop=True)
         resolved = signature.infer_task(target, task, label="--task")
-        times = None if time_column is None else source.column(time_column)[present].reset_index(drop=True)
+        times = None if time_column is None else source.column(time_column)
+        if times is not None and len(kept) < len(present):
+            times = times[present].reset_index(drop=True)
         test_rows = kept[choose_test_rows(target, resolved, times, test_size, random_state, uri=data_uri)]
         del target, times
         in_test = np.zeros(source.num_rows, dtype=bool)

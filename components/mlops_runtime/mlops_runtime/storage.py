@@ -282,6 +282,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 _FILE_CHUNK = 8 << 20
+SINGLE_PUT_LIMIT = 4 << 30
 
 
 def file_sha256(path: Path) -> str:
@@ -366,7 +367,9 @@ def upload_file(uri: str, source: Path, *, label: str | None = None) -> None:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             return
-        config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=32 << 20, max_concurrency=4)
+        # One streamed PUT up to SINGLE_PUT_LIMIT (S3 allows 5 GB; a multipart upload costs S3-compatible
+        # servers such as SeaweedFS a reassembly that made it 4x slower), multipart parts beyond it.
+        config = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, multipart_chunksize=256 << 20, max_concurrency=4)
         try:
             s3_client().upload_file(str(source), location.bucket, location.key, Config=config)
         except S3UploadFailedError as error:

@@ -2,7 +2,8 @@
 
 :func:`open_source` opens a CSV or Parquet table by URI: an ``s3://`` object is streamed to a scratch
 file (hashed on the way, for its lineage record), a local file is read in place. A Parquet source reads
-single columns (:meth:`TableSource.column`) or record batches; a CSV is parsed with pandas exactly as
+single columns (:meth:`TableSource.column`) or record batches, one row group at a time (memory
+follows the input's largest row group, not its size); a CSV is parsed with pandas exactly as
 :func:`mlops_runtime.tables.parse_table` does. :func:`write_rows` copies the source's rows, batch by
 batch, into Parquet files (all rows, or the rows a mask selects, in the source's order), with the
 source's schema and key-value metadata plus the step's own. Scratch files go to the temporary folder
@@ -56,7 +57,10 @@ class TableSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         with self._reading():
             if self._parquet is not None:
-                yield from self._parquet.iter_batches(batch_size=BATCH_ROWS)
+                # One reader per row group: a reader over the whole file keeps every column chunk it read
+                # until it is closed, i.e. the whole file's bytes in memory by the end.
+                for group in range(self._parquet.num_row_groups):
+                    yield from self._parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
             else:
                 yield from self._table.to_batches(max_chunksize=BATCH_ROWS)
 
