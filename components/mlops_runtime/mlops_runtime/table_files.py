@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage, tables
-from .errors import BadInputError
+from .errors import BadInputError, StorageError
 
 BATCH_ROWS = 1 << 16
 ROW_GROUP_ROWS = 1 << 18
@@ -92,14 +92,14 @@ def open_source(uri: str, *, label: str) -> Iterator[TableSource]:
         raise error.about(label) from None
     with tempfile.TemporaryDirectory(prefix="mlops-table-") as scratch:
         if isinstance(location, Path):
-            if not location.exists():
-                raise BadInputError(f"{uri}: no such file", label=label)
-            if location.is_dir():
-                raise BadInputError(f"{uri}: is a directory, not a file", label=label)
             try:
+                if not location.exists():
+                    raise BadInputError(f"{uri}: no such file", label=label)
+                if location.is_dir():
+                    raise BadInputError(f"{uri}: is a directory, not a file", label=label)
                 path, sha256 = location, storage.file_sha256(location)
             except PermissionError:
-                raise BadInputError(f"{uri}: permission denied", label=label) from None
+                raise StorageError(f"{uri}: permission denied", label=label) from None
         else:
             path = Path(scratch) / "source"
             sha256 = storage.download_file(uri, path, label=label)
