@@ -320,13 +320,26 @@ def download_file(uri: str, target: Path, *, label: str | None = None) -> str:
                         digest.update(chunk)
                         handle.write(chunk)
                 return digest.hexdigest()
-            try:
-                body = s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"]
-                for chunk in body.iter_chunks(_FILE_CHUNK):
-                    digest.update(chunk)
-                    handle.write(chunk)
-            except (ClientError, BotoCoreError) as error:
-                raise _s3_error(uri, error, reading=True) from error
+            from concurrent.futures import ThreadPoolExecutor
+
+            def keep(chunk: bytes) -> None:
+                digest.update(chunk)
+                handle.write(chunk)
+
+            # Each chunk is hashed and written on a second thread while the next one arrives (hashlib and
+            # file writes release the GIL), in order; at most two chunks are in memory.
+            with ThreadPoolExecutor(max_workers=1) as keeper:
+                kept = None
+                try:
+                    body = s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"]
+                    for chunk in body.iter_chunks(_FILE_CHUNK):
+                        if kept is not None:
+                            kept.result()
+                        kept = keeper.submit(keep, chunk)
+                except (ClientError, BotoCoreError) as error:
+                    raise _s3_error(uri, error, reading=True) from error
+                if kept is not None:
+                    kept.result()
         return digest.hexdigest()
     except (BadInputError, StorageError) as error:
         if label:
