@@ -348,7 +348,7 @@ def download_file(uri: str, target: Path, *, label: str | None = None) -> str:
 
 
 def upload_file(uri: str, source: Path, *, label: str | None = None) -> None:
-    """Write the local file ``source`` at ``uri``, streaming it (S3: boto3's managed multipart upload).
+    """Write the local file ``source`` at ``uri``, streaming it (S3: one PUT, or boto3's multipart upload).
 
     Atomic for a reader as :func:`write_bytes` is: an S3 multipart upload becomes visible only once it
     completes (a failed one is aborted); locally a temporary file is renamed into place.
@@ -380,10 +380,16 @@ def upload_file(uri: str, source: Path, *, label: str | None = None) -> None:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             return
-        # One streamed PUT up to SINGLE_PUT_LIMIT (S3 allows 5 GB; a multipart upload costs S3-compatible
-        # servers such as SeaweedFS a reassembly that made it 4x slower), multipart parts beyond it.
-        config = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, multipart_chunksize=256 << 20, max_concurrency=4)
+        # One PUT streamed from the file up to SINGLE_PUT_LIMIT (S3 allows 5 GB; a multipart upload costs
+        # S3-compatible servers such as SeaweedFS a reassembly that made it 4x slower), sent from this
+        # thread so SIGTERM interrupts it as it does write_bytes; multipart parts beyond the limit.
         try:
+            if source.stat().st_size <= SINGLE_PUT_LIMIT:
+                with open(source, "rb") as body:
+                    s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=body)
+                return
+            config = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, multipart_chunksize=256 << 20,
+                                    max_concurrency=4)
             s3_client().upload_file(str(source), location.bucket, location.key, Config=config)
         except S3UploadFailedError as error:
             cause = error.__context__
