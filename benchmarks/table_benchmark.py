@@ -7,8 +7,8 @@ and one ``put_object`` of the same bytes. Against it, the real steps run as thei
 - load_data ``--source-uri s3://.../source.parquet`` (the table re-written with its lineage);
 - split ``--data-uri`` load_data's output (stratified on the 3-class target, as ``--task auto`` decides).
 
-Each measurement is its own subprocess: wall time, and peak RSS from ``os.wait4``'s rusage of that
-child. Targets (issue 7): each step at most 3x the bare transfer's time and at most 2x the table's size
+Each measurement is its own subprocess: wall time, CPU time and peak RSS as GNU time (``/usr/bin/time``)
+reports them for it. Targets (issue 7): each step at most 3x the bare transfer's time and at most 2x the table's size
 (its Parquet bytes) in peak memory.
 
 Tables (``--table``): ``mixed`` (9 float64 with NaNs, 3 int64, 3 strings, 2 bools one with nulls, 1
@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CHUNK_ROWS = 1 << 20
+GNU_TIME = "/usr/bin/time"
 S3_DEFAULTS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_ACCESS_KEY_ID": "mlops-test",
                "AWS_SECRET_ACCESS_KEY": "mlops-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 BARE_TRANSFER = """
@@ -93,17 +95,21 @@ def generate(path: Path, kind: str, rows: int) -> None:
 
 
 def measure(command: list[str], env: dict[str, str]) -> dict:
-    """Run one child; its wall time, exit status, stderr tail and peak RSS (its own rusage)."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = child.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    child.stderr.close()
-    return {"seconds": wall, "peak_rss_bytes": usage.ru_maxrss * 1024, "exit_code": child.returncode,
-            "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            "stderr": stderr.strip().splitlines()[-1] if child.returncode and stderr.strip() else ""}
+    """Run one child under GNU time; its wall time, exit status, stderr tail, CPU time and peak RSS.
+
+    GNU time reports its own child's ru_maxrss: a child forked straight from this process would inherit
+    this process's RSS at the fork as its starting maximum (Linux folds the pre-exec high-water mark in).
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.perf_counter()
+        done = subprocess.run([GNU_TIME, "-f", "%M %U %S", "-o", report.name, *command], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        wall = time.perf_counter() - started
+        max_kb, user, system = report.read().split()[-3:]
+    stderr = done.stderr.decode(errors="replace").strip()
+    return {"seconds": wall, "peak_rss_bytes": int(max_kb) * 1024, "exit_code": done.returncode,
+            "cpu_seconds": float(user) + float(system),
+            "stderr": stderr.splitlines()[-1] if done.returncode and stderr else ""}
 
 
 def summarise(runs: list[dict]) -> dict:
