@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import storage
+from . import file_transfer, storage
 from .errors import BadInputError, ComponentError, StorageError
 from .log import get_logger
 
@@ -52,9 +52,9 @@ class Publication:
 
         self.written.append(uri)  # recorded first, as in _write
         with ThreadPoolExecutor(max_workers=1) as hashing:  # hashed on the second core while it uploads
-            digest = hashing.submit(storage.file_sha256, path)
+            digest = hashing.submit(file_transfer.file_sha256, path)
             try:
-                storage.upload_file(uri, path, label=label)
+                file_transfer.upload_file(uri, path, label=label)
             except ComponentError as error:
                 if _never_stored(error):
                     self.written.pop()

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import storage, tables
+from . import file_transfer, storage, tables
 from .errors import BadInputError, StorageError
 
 BATCH_ROWS = 1 << 16
@@ -97,12 +97,12 @@ def open_source(uri: str, *, label: str) -> Iterator[TableSource]:
                     raise BadInputError(f"{uri}: no such file", label=label)
                 if location.is_dir():
                     raise BadInputError(f"{uri}: is a directory, not a file", label=label)
-                path, sha256 = location, storage.file_sha256(location)
+                path, sha256 = location, file_transfer.file_sha256(location)
             except PermissionError:
                 raise StorageError(f"{uri}: permission denied", label=label) from None
         else:
             path = Path(scratch) / "source"
-            sha256 = storage.download_file(uri, path, label=label)
+            sha256 = file_transfer.download_file(uri, path, label=label)
         record = {"name": label, "uri": uri, "sha256": sha256, "bytes": path.stat().st_size}
         if _is_parquet(path, uri):
             try:
