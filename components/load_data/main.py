@@ -1,9 +1,13 @@
 """load_data: a scikit-learn bundled dataset, or a CSV/Parquet table, written as ``<output-dir>/data.parquet``."""
 from __future__ import annotations
 
-import click
+import tempfile
+from pathlib import Path
 
-from mlops_runtime import datasets, outputs, step_io, tables
+import click
+import pandas as pd
+
+from mlops_runtime import datasets, outputs, step_io, table_files, tables
 from mlops_runtime.cli import output_path_option, step
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
@@ -31,23 +35,37 @@ def cli(dataset: str, source_uri: str | None, target_column: str, output_dir: st
         data_uri_output_path: str | None) -> None:
     data_uri = step_io.output_uri(output_dir, DATA_FILE)
     if source_uri:
-        table, record = step_io.read_input_table(source_uri, label="--source-uri")
-        step_io.require_column(table, target_column, uri=source_uri, label="--target-column")
-        table = table.reset_index(drop=True)
-        parameters = {"dataset": None, "source_uri": source_uri, "target_column": target_column}
+        copy_source(source_uri, target_column, output_dir, data_uri, data_uri_output_path)
     else:
         table = datasets.bundled_table(dataset, target_column)
         # The table's own digest identifies the bundled data (it changes if scikit-learn's copy ever does).
         record = input_record("--dataset", f"sklearn.datasets.load_{dataset}", tables.table_bytes(table))
         parameters = {"dataset": dataset, "source_uri": None, "target_column": target_column}
-    step_lineage = lineage("load_data", parameters, [record])
-    payload = tables.table_bytes(table, step_io.lineage_metadata(step_lineage))
-
-    with outputs.publication(output_dir, lineage=step_lineage) as out:
-        out.put(data_uri, payload, label="--output-dir")
-        out.parameters({"data_uri": (data_uri_output_path, data_uri)})
-    log.info("wrote %s: %d rows, %d columns", data_uri, table.shape[0], table.shape[1])
+        step_lineage = lineage("load_data", parameters, [record])
+        payload = tables.table_bytes(table, step_io.lineage_metadata(step_lineage))
+        with outputs.publication(output_dir, lineage=step_lineage) as out:
+            out.put(data_uri, payload, label="--output-dir")
+            out.parameters({"data_uri": (data_uri_output_path, data_uri)})
+        log.info("wrote %s: %d rows, %d columns", data_uri, table.shape[0], table.shape[1])
     step_io.print_outputs({"data_uri": data_uri})
+
+
+def copy_source(source_uri: str, target_column: str, output_dir: str, data_uri: str,
+                data_uri_output_path: str | None) -> None:
+    """Stream the source table into data.parquet: its columns, types and row order unchanged."""
+    with table_files.open_source(source_uri, label="--source-uri") as source:
+        if target_column not in source.names:
+            step_io.require_column(pd.DataFrame(columns=source.names), target_column, uri=source_uri,
+                                   label="--target-column")
+        parameters = {"dataset": None, "source_uri": source_uri, "target_column": target_column}
+        step_lineage = lineage("load_data", parameters, [source.record])
+        with tempfile.TemporaryDirectory(prefix="mlops-load-") as scratch:
+            path = Path(scratch) / DATA_FILE
+            table_files.write_rows(source, [(path, None, step_io.lineage_metadata(step_lineage))])
+            with outputs.publication(output_dir, lineage=step_lineage) as out:
+                out.put_file(data_uri, path, label="--output-dir")
+                out.parameters({"data_uri": (data_uri_output_path, data_uri)})
+        log.info("wrote %s: %d rows, %d columns", data_uri, source.num_rows, len(source.names))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ import json
 import warnings
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from mixed_tables import mixed_table, penguins_csv
 from sklearn import datasets
 from step_checks import assert_refused, assert_succeeded, run_process
 
-from mlops_runtime import outputs, storage, tables
+from mlops_runtime import outputs, storage, table_files, tables
 from mlops_runtime.step_io import read_lineage
 
 SHAPES = {"iris": (150, 5), "wine": (178, 14), "breast_cancer": (569, 31), "digits": (1797, 65)}
@@ -173,3 +175,71 @@ def test_the_process_prints_one_error_line_and_one_json_line(s3_prefix, tmp_path
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in done.stdout.splitlines()] == [{"data_uri": f"{tmp_path}/out/data.parquet"}]
     assert pd.read_parquet(io.BytesIO((tmp_path / "out" / "data.parquet").read_bytes())).shape == SHAPES["iris"]
+
+
+def test_every_column_type_of_a_parquet_source_survives(step, base, monkeypatch):
+    # Small batches and row groups, so the copy crosses many batch boundaries.
+    monkeypatch.setattr(table_files, "BATCH_ROWS", 7)
+    monkeypatch.setattr(table_files, "ROW_GROUP_ROWS", 20)
+    source = mixed_table(200)
+    data = tables.table_bytes(source)
+    source_uri = put(f"{base}/in/mixed.parquet", data)
+    result = step("load_data", "--source-uri", source_uri, "--target-column", "label", "--output-dir", f"{base}/out")
+    assert result.exit_code == 0, result.stderr
+    written = storage.read_bytes(f"{base}/out/data.parquet")
+    pd.testing.assert_frame_equal(tables.parse_table(written, "data.parquet"), source)
+    assert pq.read_schema(io.BytesIO(written)).remove_metadata() == pq.read_schema(io.BytesIO(data)).remove_metadata()
+    assert read_lineage(written)["inputs"][0]["sha256"] == storage.sha256_hex(data)
+
+
+def test_a_mixed_csv_is_stored_as_pandas_reads_it(step, tmp_path):
+    source = tmp_path / "mixed.csv"
+    source.write_bytes(mixed_table(150).to_csv(index=False).encode())
+    result = step("load_data", "--source-uri", source, "--target-column", "label", "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    table, _ = read_output(str(tmp_path / "out" / "data.parquet"))
+    expected = pd.read_csv(source, low_memory=False)
+    # strings with gaps, NaNs, booleans, ISO dates (text) and 64-bit integers come back as read
+    assert expected["colour"].isna().any() and expected["x"].isna().any() and expected["flag"].dtype == bool
+    assert expected["big"].dtype == "int64" and expected["day"].dtype == "str"
+    # true/false with gaps: pandas reads an object column holding NaN, Parquet gives it back holding None
+    expected["maybe"] = expected["maybe"].where(expected["maybe"].notna(), None)
+    pd.testing.assert_frame_equal(table, expected)
+
+
+def test_the_penguins_csv_loads_with_its_text_and_gaps(step, base):
+    source_uri = put(f"{base}/in/penguins.csv", penguins_csv().read_bytes())
+    result = step("load_data", "--source-uri", source_uri, "--target-column", "species", "--output-dir", f"{base}/out")
+    assert result.exit_code == 0, result.stderr
+    table, lineage = read_output(f"{base}/out/data.parquet")
+    assert table.shape == (344, 8) and table["sex"].isna().sum() == 11 and table["body_mass_g"].isna().sum() == 2
+    assert table["island"].dtype == "str" and table["year"].dtype == "int64"
+    assert lineage["inputs"][0]["sha256"] == storage.sha256_hex(penguins_csv().read_bytes())
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 30, "-" + "9" * 25])
+def test_an_integer_beyond_64_bits_is_refused(step, base, value):
+    source_uri = put(f"{base}/in/huge.csv", f"a,b,target\n1,{value},0\n2,3,1\n".encode())
+    result = step("load_data", "--source-uri", source_uri, "--output-dir", f"{base}/out")
+    line = assert_refused(result, 3, "--source-uri", f"{base}/out")
+    assert "column 'b' holds an integer beyond the 64-bit range" in line
+
+
+def test_the_largest_64_bit_integers_and_a_float_1e30_are_kept(step, tmp_path):
+    source_uri = put(str(tmp_path / "edge.csv"), b"u,i,f,target\n18446744073709551615,-9223372036854775808,1e30,0\n"
+                                                 b"0,9223372036854775807,2.5,1\n")
+    assert step("load_data", "--source-uri", source_uri, "--output-dir", tmp_path / "out").exit_code == 0
+    table, _ = read_output(str(tmp_path / "out" / "data.parquet"))
+    assert table["u"].tolist() == [2**64 - 1, 0] and table["u"].dtype == "uint64"
+    assert table["i"].tolist() == [-2**63, 2**63 - 1] and table["f"].tolist() == [1e30, 2.5]
+
+
+def test_a_parquet_source_is_streamed_byte_identically_on_reruns(step, s3_prefix):
+    source_uri = put(f"{s3_prefix}/in/mixed.parquet", tables.table_bytes(mixed_table(100)))
+    for run in ("a", "b"):
+        result = step("load_data", "--source-uri", source_uri, "--target-column", "label", "--output-dir",
+                      f"{s3_prefix}/{run}")
+        assert result.exit_code == 0, result.stderr
+    assert storage.read_bytes(f"{s3_prefix}/a/data.parquet") == storage.read_bytes(f"{s3_prefix}/b/data.parquet")
+    manifest = outputs.verify_published(f"{s3_prefix}/a")
+    assert [o["name"] for o in manifest["objects"]] == ["data.parquet"]

@@ -61,8 +61,10 @@ def test_split_is_stratified_and_complete(step, base, tmp_path):
     lineage = read_lineage(storage.read_bytes(expected["test_uri"]))
     assert lineage == read_lineage(storage.read_bytes(expected["train_uri"]))
     assert lineage["component"] == "split"
-    assert lineage["parameters"] == {"data_uri": data_uri, "target_column": "target", "test_size": 0.2,
-                                     "random_state": 42}
+    assert lineage["parameters"] == {"data_uri": data_uri, "target_column": "target", "task": "auto",
+                                     "time_column": None, "test_size": 0.2, "random_state": 42}
+    assert lineage["summary"] == {"task": "classification", "stratified": True, "n_rows": 150,
+                                  "n_target_missing": 0, "n_train": 120, "n_test": 30}
     [source] = lineage["inputs"]
     assert source["sha256"] == storage.sha256_hex(storage.read_bytes(data_uri)) and source["name"] == "--data-uri"
 
@@ -139,18 +141,17 @@ def test_out_of_range_options_are_usage_errors(step, tmp_path, option, value):
     assert_refused(result, 2, option, str(tmp_path / "out"))
 
 
-@pytest.mark.parametrize(("column", "value", "message"), [
-    ("f2", "seven", "non-numeric feature column(s): f2"),
-    ("f1", np.nan, "NaN or infinite values in feature column(s): f1"),
-    ("f1", np.inf, "NaN or infinite values in feature column(s): f1"),
-    ("label", None, "target column 'label' has missing values"),
-])
-def test_invalid_values_are_refused(step, base, column, value, message):
-    data = labelled({"a": 10, "b": 10}).astype({column: object})
-    data.loc[3, column] = value
-    data_uri = put_table(f"{base}/in/data.csv", data)
-    result = step("split", "--data-uri", data_uri, "--target-column", "label", "--output-dir", f"{base}/out")
-    line = assert_refused(result, 3, "--data-uri", f"{base}/out")
+@pytest.mark.parametrize(("table", "option", "message"), [
+    (lambda t: t.assign(label=None), "--target-column", "target column 'label' has no values (all 20 rows"),
+    (lambda t: t.assign(label=["a"] * 19 + [None]), "--data-uri", "has a single class ('a')"),
+    (lambda t: t.assign(label=t.f1), "--task", "target 'label' has non-integer values"),
+    (lambda t: t.assign(label=t.f2 + np.where(t.index == 4, np.inf, 0.5)), "--data-uri", "infinite values"),
+], ids=["target-all-missing", "one-class", "float-target-as-classification", "infinite-target"])
+def test_bad_targets_are_refused(step, base, table, option, message):
+    data_uri = put_table(f"{base}/in/data.csv", table(labelled({"a": 10, "b": 10})))
+    result = step("split", "--data-uri", data_uri, "--target-column", "label", "--task", "classification",
+                  "--output-dir", f"{base}/out")
+    line = assert_refused(result, 3, option, f"{base}/out")
     assert message in line
 
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from . import storage
+from . import file_transfer, storage
 from .errors import BadInputError, ComponentError, StorageError
 from .kfp_files import (  # noqa: F401 (re-exported)
     check_output_path,
@@ -63,6 +63,23 @@ class Publication:
         self._write(uri, data, label=label, if_absent=if_absent)
         self.objects.append({"name": self._name(uri), "uri": uri, "sha256": storage.sha256_hex(data),
                              "bytes": len(data)})
+        return uri
+
+    def put_file(self, uri: str, path: Path, *, label: str | None = None) -> str:
+        """Write a local file as one object of this publication, streaming it (for tables of any size)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.written.append(uri)  # recorded first, as in _write
+        with ThreadPoolExecutor(max_workers=1) as hashing:  # hashed on the second core while it uploads
+            digest = hashing.submit(file_transfer.file_sha256, path)
+            try:
+                file_transfer.upload_file(uri, path, label=label)
+            except ComponentError as error:
+                if _never_stored(error):
+                    self.written.pop()
+                raise
+            self.objects.append({"name": self._name(uri), "uri": uri, "sha256": digest.result(),
+                                 "bytes": path.stat().st_size})
         return uri
 
     def put_json(self, uri: str, document: Any, *, label: str | None = None) -> str:
