@@ -151,7 +151,10 @@ def test_create_sends_a_cron_recurring_run_of_the_monitoring_pipeline(kfp_api):
     assert body["display_name"] == "nightly" and body["experiment_id"] == "exp-1"
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}}
     assert int(body["max_concurrency"]) == 1 and body["no_catchup"] is True and body["mode"] == "ENABLE"
-    assert body["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
+    secrets = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {e["secretAsEnv"][0]["secretNameParameter"]["runtimeValue"]["constant"] for e in secrets.values()} == {
+        "mlops-s3"}
     parameters = body["runtime_config"]["parameters"]
     assert parameters["batch_uri"] == BATCHES and parameters["tolerance"] == 0.02
     assert parameters["model_name"] == "classifier"
@@ -202,7 +205,7 @@ def test_rendered_cron_workflow(tmp_path):
     assert env["KFP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "kfp-auth", "key": "bearer", "optional": False}
     [artifact] = template["inputs"]["artifacts"]
     request = json.loads(base64.b64decode(artifact["raw"]["data"]))
-    assert request["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
+    assert request["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
     assert request["runtime_config"]["parameters"]["batch_uri"] == BATCHES
     # The only Argo expression in the manifest is the run name's: the pipeline's own {{$...}} are encoded.
     text = yaml.safe_dump(manifest)
@@ -215,8 +218,16 @@ def test_default_schedule_is_two_in_the_morning_utc():
     assert "KFP_TOKEN" not in {item["name"] for item in spec["workflowSpec"]["templates"][0]["container"]["env"]}
 
 
-def test_the_workflow_script_submits_what_kfp_client_would(kfp_api, tmp_path):
+def test_submit_refuses_images_not_pinned_to_digests(kfp_api):
+    refused = CliRunner().invoke(monitoring.cli, ["submit", "--host", kfp_api.url, "--batch-uri", BATCHES])
+    assert refused.exit_code == 2
+    assert refused.stderr.count("\n") == 1 and "is not pinned to a digest" in refused.stderr
+    assert kfp_api.posted("/apis/v2beta1/runs") == []
+
+
+def test_the_workflow_script_submits_what_kfp_client_would(kfp_api, tmp_path, monkeypatch, made_up_pinned_specs):
     """Run the template's shell script (sh, base64, sed, curl) here; compare its request with kfp.Client's."""
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(made_up_pinned_specs))
     template = render("--experiment-id", "exp-9")["spec"]["workflowSpec"]["templates"][0]
     request_file = tmp_path / "run-request.b64"
     request_file.write_text(template["inputs"]["artifacts"][0]["raw"]["data"])
