@@ -165,7 +165,7 @@ def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -
 @click.option("--no-compare-to-production", is_flag=True, default=False,
               help="Same as --compare-to-production false (the default).")
 @output_path_option("decision", f"'{APPROVED}' or '{REJECTED}'.")
-@output_path_option("promoted", "Whether production now points at this model.")
+@output_path_option("promoted", "Whether production now points at this model.", "Boolean")
 @output_path_option("registered_uri", "URI of the registry version now in production ('' when not promoted).")
 @output_path_option("reason", "Why the model was or was not promoted.")
 def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, threshold: float,

@@ -60,9 +60,10 @@ def names(text: str) -> list[str]:
               show_default=True, help="False discovery rate: a check needs a Benjamini-Hochberg q-value below it.")
 @click.option("--drift-share-threshold", type=_SHARE, default=DEFAULTS.drift_share, show_default=True,
               help="Share of drifted features at or above which the dataset drifts.")
-@executor_input_option()
-@output_path_option("drift_detected", "true when the dataset drifted.")
-@output_path_option("drift_share", "Share of the monitored features that drifted.")
+@executor_input_option({"metrics": ("Metrics",
+                                     "drift_share, n_drifted, n_features and drift_detected for the KFP UI.")})
+@output_path_option("drift_detected", "true when the dataset drifted.", "Boolean")
+@output_path_option("drift_share", "Share of the monitored features that drifted.", "Float")
 @output_path_option("report_uri", "URI of drift_report.json.")
 @output_path_option("html_report_uri", "URI of drift_report.html.")
 def cli(reference_uri: str | None, reference_profile_uri: str | None, current_uri: str, output_dir: str,

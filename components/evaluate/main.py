@@ -16,9 +16,10 @@ METRICS_FILE = "metrics.json"
 @click.option("--model-uri", required=True, help="URI of the model (model.skops, its model_card.json beside it).")
 @click.option("--test-uri", required=True, help="URI of the test table (Parquet or CSV) with the card's columns.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
-@executor_input_option()
+@executor_input_option({"metrics": ("Metrics", "Accuracy and macro precision/recall/F1 for the KFP UI."),
+                        "classification_metrics": ("ClassificationMetrics", "Confusion matrix for the KFP UI.")})
 @output_path_option("metrics_uri", "URI of metrics.json.")
-@output_path_option("accuracy", "Accuracy on the test table.")
+@output_path_option("accuracy", "Accuracy on the test table.", "Float")
 def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | None,
         metrics_uri_output_path: str | None, accuracy_output_path: str | None) -> None:
     metrics_uri = step_io.output_uri(output_dir, METRICS_FILE)
