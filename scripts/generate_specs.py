@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,16 @@ def _flow_command(dumper: yaml.SafeDumper, value: list) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
 
 
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # Long texts wrapped here, as literal blocks: PyYAML's own wrapping lets a line overrun by a word.
+    if len(value) <= 80 or "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+    wrapped = textwrap.fill(value, width=100, break_on_hyphens=False, break_long_words=False)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", wrapped, style="|")
+
+
 _Dumper.add_representer(list, _flow_command)
+_Dumper.add_representer(str, _text)
 
 
 def render(step: str, registry: str = RELEASE_REGISTRY) -> str:
@@ -134,7 +144,7 @@ def render(step: str, registry: str = RELEASE_REGISTRY) -> str:
     prefix = f"{registry.rstrip('/')}/" if registry else ""
     image = f"{prefix}{IMAGE_NAMESPACE}/{step}:{version}"
     spec = component_spec(step, load_command(step), image)
-    body = yaml.dump(spec, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+    body = yaml.dump(spec, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
     return HEADER.format(step=step) + body
 
 
