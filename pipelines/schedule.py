@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: python pipelines/schedule.py
 
 from pipelines import monitoring  # noqa: E402
 from pipelines.cli import fail, specs_dir_option, with_options  # noqa: E402
-from pipelines.common import compile_pipeline, load_components, package_body  # noqa: E402
+from pipelines.common import compile_pipeline, load_components, package_body, unpinned_images  # noqa: E402
 
 DEFAULT_CRON = "0 0 2 * * *"
 IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
@@ -100,8 +100,14 @@ def _cron_option(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 
 
 def monitoring_package(folder: Path, specs_dir: Path | None) -> Path:
+    """The compiled monitoring pipeline; exits 2 (one line) when its images are not pinned to digests."""
     pipeline = monitoring.build_pipeline(load_components(monitoring.DEFINITION.steps, specs_dir))
-    return compile_pipeline(pipeline, folder / "monitoring.yaml")
+    package = compile_pipeline(pipeline, folder / "monitoring.yaml")
+    unpinned = unpinned_images(package)
+    if unpinned:
+        fail(f"--specs-dir: image {unpinned[0]} is not pinned to a digest ({len(unpinned)} unpinned); build with "
+             "build.py --push --pin-dir DIR and pass --specs-dir DIR", code=2)
+    return package
 
 
 def run_request(package: Path, parameters: Mapping[str, Any], experiment_id: str | None) -> dict[str, Any]:

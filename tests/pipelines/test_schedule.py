@@ -17,6 +17,12 @@ from click.testing import CliRunner
 from pipelines import monitoring, schedule
 from tests.support import REPO
 
+
+@pytest.fixture(autouse=True)
+def pinned_specs(made_up_pinned_specs, monkeypatch):
+    """Scheduling, like submit, refuses images not pinned to digests (test_..._refuse_unpinned_images)."""
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(made_up_pinned_specs))
+
 BATCHES = "s3://prod/batches/"
 
 
@@ -218,16 +224,19 @@ def test_default_schedule_is_two_in_the_morning_utc():
     assert "KFP_TOKEN" not in {item["name"] for item in spec["workflowSpec"]["templates"][0]["container"]["env"]}
 
 
-def test_submit_refuses_images_not_pinned_to_digests(kfp_api):
-    refused = CliRunner().invoke(monitoring.cli, ["submit", "--host", kfp_api.url, "--batch-uri", BATCHES])
+@pytest.mark.parametrize("command", [[monitoring.cli, "submit"], [schedule.cli, "create"],
+                                     [schedule.cli, "render-argo"]], ids=["submit", "create", "render-argo"])
+def test_submitting_and_scheduling_refuse_unpinned_images(kfp_api, monkeypatch, command):
+    monkeypatch.delenv("MLOPS_SPECS_DIR")
+    group, name = command
+    refused = CliRunner().invoke(group, [name, "--host", kfp_api.url, "--batch-uri", BATCHES])
     assert refused.exit_code == 2
     assert refused.stderr.count("\n") == 1 and "is not pinned to a digest" in refused.stderr
-    assert kfp_api.posted("/apis/v2beta1/runs") == []
+    assert kfp_api.posted("/apis/v2beta1/runs") == [] and kfp_api.posted("/apis/v2beta1/recurringruns") == []
 
 
-def test_the_workflow_script_submits_what_kfp_client_would(kfp_api, tmp_path, monkeypatch, made_up_pinned_specs):
+def test_the_workflow_script_submits_what_kfp_client_would(kfp_api, tmp_path):
     """Run the template's shell script (sh, base64, sed, curl) here; compare its request with kfp.Client's."""
-    monkeypatch.setenv("MLOPS_SPECS_DIR", str(made_up_pinned_specs))
     template = render("--experiment-id", "exp-9")["spec"]["workflowSpec"]["templates"][0]
     request_file = tmp_path / "run-request.b64"
     request_file.write_text(template["inputs"]["artifacts"][0]["raw"]["data"])
