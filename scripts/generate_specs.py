@@ -13,6 +13,7 @@ through ``--executor-input``, typed by the KFP metadata the runtime attaches to 
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -90,6 +91,11 @@ def component_spec(step: str, command: click.Command, image: str) -> dict[str, A
         elif flag.endswith("-output-path"):
             raise SpecError(f"{step}: {flag} has no KFP metadata (use mlops_runtime.cli.output_path_option)")
         elif option.is_flag and not option.multiple and option.default is False:
+            # its value-taking twin: --no-x for --x, or the option its help names ("Same as --x false")
+            twins = {f"--{flag.removeprefix('--no-')}"} | set(re.findall(r"Same as (--[a-z0-9-]+)", option.help or ""))
+            if not any(twin in other.opts for other in command.params if other is not option for twin in twins):
+                print(f"warning: {step}: {flag} is a CLI-only switch (KFP cannot set it); give it a value-taking "
+                      f"twin (type=click.BOOL, is_flag=False) to make it an input", file=sys.stderr)
             continue  # an off-by-default CLI switch; its value-taking twin is the input
         else:
             if option.is_flag or option.multiple or option.nargs != 1:

@@ -103,6 +103,21 @@ def test_the_generator_refuses_what_stock_kfp_cannot_pass():
         generate_specs.component_spec("x", untyped_output, "img")
 
 
+def test_the_generator_warns_about_a_switch_kfp_cannot_set(capsys):
+    @click.command()
+    @click.option("--calibrate", is_flag=True, default=False)
+    @click.option("--shuffle", type=click.BOOL, is_flag=False, flag_value=True, default=True)
+    @click.option("--no-shuffle", is_flag=True, default=False)
+    def switches(calibrate, shuffle, no_shuffle):
+        pass
+
+    spec = generate_specs.component_spec("x", switches, "img")
+    assert [entry["name"] for entry in spec["inputs"]] == ["shuffle"]
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: x: --calibrate is a CLI-only switch (KFP cannot set it); give it a value-taking twin "
+        "(type=click.BOOL, is_flag=False) to make it an input"]
+
+
 @pytest.mark.parametrize("name", STEPS)
 def test_inputs_match_the_click_options(name):
     spec, options = spec_of(name), options_of(name)
