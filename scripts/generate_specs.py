@@ -101,7 +101,7 @@ def component_spec(step: str, command: click.Command, image: str) -> dict[str, A
             if option.is_flag or option.multiple or option.nargs != 1:
                 raise SpecError(f"{step}: {flag} must take exactly one value to be a KFP input")
             name = flag[2:].replace("-", "_")  # input x_y is option --x-y, whatever its Python name
-            entry: dict[str, Any] = {"name": name, "type": kfp_type(option)}
+            entry: dict[str, Any] = {"name": name, "type": meta.get("type") or kfp_type(option)}
             default = default_text(option.default)
             if default is not None:
                 entry["default"] = default

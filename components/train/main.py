@@ -83,7 +83,7 @@ def cli(train_uri: str, target_column: str, n_estimators: int, max_depth: int, r
         out.put(model_uri, payload, label="--output-dir")
         out.put(models.profile_uri_for(model_uri), profile, label="--output-dir")
         out.put_json(card_uri, card, label="--output-dir")
-    outputs.write_parameter_outputs({"model_uri": (model_uri_output_path, model_uri)})
+        out.parameters({"model_uri": (model_uri_output_path, model_uri)})
     log.info("wrote %s (%d trees, %d features, %d classes, %d rows) and %s", model_uri, n_estimators,
              features.shape[1], len(counts), len(table), card_uri)
     step_io.print_outputs({"model_uri": model_uri})
