@@ -2,6 +2,7 @@
 the bug) and works; only run-local applies them."""
 import subprocess
 import sys
+import time
 import uuid
 
 import docker
@@ -12,8 +13,6 @@ from tests.support import BASE_IMAGE, REPO
 
 pytestmark = pytest.mark.docker
 FAST_FAILURE = ["python", "-c", "import sys; print('about to fail'); sys.exit(3)"]
-INSTANT_FAILURE = ["sh", "-c", "exit 3"]  # loses kfp's race about half the time here (measured: 4 of 8)
-ATTEMPTS = 20
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +22,45 @@ def docker_client():
     client.close()
 
 
+class ContainerGoneBeforeWait:
+    """The real Docker client, except that a container's ``wait`` starts only once the container is gone: what
+    happens by chance when a container exits quickly (kfp's auto-remove wins the race), made certain."""
+
+    def __init__(self, client):
+        self.client, self.images = client, client.images
+        self.containers = self
+
+    def run(self, *args, **kwargs):
+        container = self.client.containers.run(*args, **kwargs)
+        real_wait = container.wait
+
+        def wait_after_removal(**wait_args):
+            for _ in range(100):  # at most 10 s
+                try:
+                    self.client.containers.get(container.id)
+                except docker.errors.NotFound:
+                    break
+                time.sleep(0.1)
+            return real_wait(**wait_args)
+
+        container.wait = wait_after_removal
+        return container
+
+
 def test_bug_13332_stock_kfp_local_reports_a_fast_failing_container_as_success(docker_client):
     """When this fails, kfp.local returns the real exit code: delete the workaround (and this test)."""
     from kfp.local import docker_task_handler
 
     assert kfp_local_fixes.affected()
-    codes = []
-    while len(codes) < ATTEMPTS and 0 not in codes:
-        codes.append(docker_task_handler.run_docker_container(docker_client, BASE_IMAGE, INSTANT_FAILURE, volumes={}))
-    assert 0 in codes, f"kfp.local reported exit codes {codes}: kubeflow/pipelines#13332 looks fixed upstream"
+    code = docker_task_handler.run_docker_container(ContainerGoneBeforeWait(docker_client), BASE_IMAGE,
+                                                    ["sh", "-c", "exit 3"], volumes={})
+    assert code == 0, f"kfp.local reported exit code {code}: kubeflow/pipelines#13332 looks fixed upstream"
+
+
+def test_the_workaround_survives_the_same_race(docker_client):
+    code = kfp_local_fixes.run_docker_container(ContainerGoneBeforeWait(docker_client), BASE_IMAGE,
+                                                ["sh", "-c", "exit 3"], volumes={})
+    assert code == 3
 
 
 def test_the_workaround_returns_the_real_exit_code_and_removes_the_container(docker_client, capsys):
