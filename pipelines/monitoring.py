@@ -23,7 +23,6 @@ each run must look at the registry and the batch as they are now.
 
 import json
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,17 +33,8 @@ if __package__ in (None, ""):  # run as a script: python pipelines/monitoring.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines import training  # noqa: E402
-from pipelines.common import (  # noqa: E402
-    CLUSTER,
-    LOCAL,
-    Resources,
-    TaskPolicy,
-    compile_pipeline,
-    configure_task,
-    load_components,
-    run_local,
-    submit,
-)
+from pipelines.cli import PipelineDefinition, pipeline_cli  # noqa: E402
+from pipelines.common import CLUSTER, Resources, TaskPolicy, configure_task, load_components  # noqa: E402
 
 PIPELINE_NAME = "mlops-monitoring"
 STEPS = ("check_performance", "detect_drift", "decide_retrain")
@@ -81,6 +71,19 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     def task(name: str, **inputs: Any) -> Any:
         return configure_task(steps[name](**inputs), RESOURCES[name], caching=False, policy=policy)
 
+    # The condition is on this sub-pipeline's input, not on decide_retrain's output: stock kfp.local (2.17)
+    # resolves a dsl.If on a task output only when the output is named "Output" (which a v1 spec cannot
+    # name: kfp lower-cases it), and silently skips the branch otherwise; an input resolves everywhere.
+    @dsl.pipeline(name="retrain-if-needed")
+    def retrain_if_needed(retrain: bool, source_uri: str, target_column: str, test_size: float, random_state: int,
+                          n_estimators: int, threshold: float, storage_root: str, registry_uri: str,
+                          model_name: str) -> None:
+        with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition)
+            retraining(source_uri=source_uri, target_column=target_column, test_size=test_size,
+                       random_state=random_state, n_estimators=n_estimators, threshold=threshold,
+                       compare_to_production=True, storage_root=storage_root, registry_uri=registry_uri,
+                       model_name=model_name)
+
     @dsl.pipeline(name=PIPELINE_NAME, description="Check the production model's performance and data drift on the "
                                                   "newest batch; retrain, evaluate and gate when either is bad.")
     def monitoring(
@@ -113,11 +116,10 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                         drift_report_uri=drift.outputs["html_report_uri"],
                         performance_report_uri=performance.outputs["report_uri"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, output_dir=f"{run_root}/decide_retrain")
-        with dsl.If(decision.outputs["retrain"] == True, name="retrain"):  # noqa: E712 (a KFP condition)
-            retraining(source_uri=decision.outputs["data_uri"], target_column=target_column, test_size=test_size,
-                       random_state=random_state, n_estimators=n_estimators, threshold=threshold,
-                       compare_to_production=True, storage_root=storage_root, registry_uri=registry_uri,
-                       model_name=model_name)
+        retrain_if_needed(retrain=decision.outputs["retrain"], source_uri=decision.outputs["data_uri"],
+                          target_column=target_column, test_size=test_size, random_state=random_state,
+                          n_estimators=n_estimators, threshold=threshold, storage_root=storage_root,
+                          registry_uri=registry_uri, model_name=model_name)
         return MonitoringOutputs(
             batch_uri=batch, accuracy=performance.outputs["accuracy"], degraded=performance.outputs["degraded"],
             drift_detected=drift.outputs["drift_detected"], retrain=decision.outputs["retrain"],
@@ -129,102 +131,44 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
 
 # ---------------------------------------------------------------------------------------------- CLI
 
-def _parameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The pipeline's run parameters as options (defaults equal the pipeline's; a test checks it)."""
-    options = [
-        click.option("--batch-uri", required=True,
-                     help="Labeled production batch, or a folder ending in '/' (its newest batch.parquet)."),
-        click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
-        click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry."),
-        click.option("--storage-root", default="s3://mlops/runs", show_default=True,
-                     help="Prefix under which each run writes <run id>/<step>/..."),
-        click.option("--target-column", default="target", show_default=True, help="Label column."),
-        click.option("--tolerance", type=float, default=0.05, show_default=True,
-                     help="Largest acceptable accuracy drop below the production model's baseline."),
-        click.option("--drift-share-threshold", type=float, default=0.5, show_default=True,
-                     help="Share of drifted features at which the data counts as drifted."),
-        click.option("--critical-features", default="", help="Comma-separated features whose drift alone counts."),
-        click.option("--test-size", type=float, default=0.2, show_default=True, help="Test fraction when retraining."),
-        click.option("--random-state", type=int, default=42, show_default=True, help="Seed when retraining."),
-        click.option("--n-estimators", type=int, default=100, show_default=True, help="Trees when retraining."),
-        click.option("--threshold", type=float, default=0.9, show_default=True,
-                     help="Minimum test accuracy of a retrained model (it must also beat production)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# The pipeline's run parameters as options (defaults equal the pipeline's; a test checks it).
+PARAMETER_OPTIONS = [
+    click.option("--batch-uri", required=True,
+                 help="Labeled production batch, or a folder ending in '/' (its newest batch.parquet)."),
+    click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
+    click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry."),
+    click.option("--storage-root", default="s3://mlops/runs", show_default=True,
+                 help="Prefix under which each run writes <run id>/<step>/..."),
+    click.option("--target-column", default="target", show_default=True, help="Label column."),
+    click.option("--tolerance", type=float, default=0.05, show_default=True,
+                 help="Largest acceptable accuracy drop below the production model's baseline."),
+    click.option("--drift-share-threshold", type=float, default=0.5, show_default=True,
+                 help="Share of drifted features at which the data counts as drifted."),
+    click.option("--critical-features", default="", help="Comma-separated features whose drift alone counts."),
+    click.option("--test-size", type=float, default=0.2, show_default=True, help="Test fraction when retraining."),
+    click.option("--random-state", type=int, default=42, show_default=True, help="Seed when retraining."),
+    click.option("--n-estimators", type=int, default=100, show_default=True, help="Trees when retraining."),
+    click.option("--threshold", type=float, default=0.9, show_default=True,
+                 help="Minimum test accuracy of a retrained model (it must also beat production)."),
+]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def cli() -> None:
-    """Compile, submit or locally run the monitoring pipeline."""
-
-
-@cli.command("compile")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("monitoring.yaml"),
-              show_default=True, help="Pipeline package to write.")
-@training.specs_dir_option
-def compile_command(output: Path, specs_dir: Path | None) -> None:
-    """Compile the pipeline (with retries and resource requests) to a YAML package."""
-    compile_pipeline(build_pipeline(load_components(STEPS + training.STEPS, specs_dir)), output)
-    click.echo(f"wrote {output}")
-
-
-@cli.command("submit")
-@click.option("--host", required=True, envvar="KFP_HOST", help="KFP API endpoint, e.g. http://127.0.0.1:8080.")
-@click.option("--experiment", default="mlops-monitoring", show_default=True, help="Experiment (created if missing).")
-@click.option("--run-name", default=None, help="Run name [default: generated by KFP].")
-@click.option("--namespace", default=None, help="Kubernetes namespace of a multi-user deployment.")
-@training.specs_dir_option
-@_parameter_options
-def submit_command(host: str, experiment: str, run_name: str | None, namespace: str | None, specs_dir: Path | None,
-                   **parameters: Any) -> None:
-    """Compile the pipeline and start one run of it on a KFP endpoint (pipelines/schedule.py: recurring runs)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="mlops-monitoring-") as folder:
-        package = compile_pipeline(build_pipeline(load_components(STEPS + training.STEPS, specs_dir)),
-                                   Path(folder) / "monitoring.yaml")
-        try:
-            run_id = submit(package, host=host, experiment=experiment, arguments=parameters, run_name=run_name,
-                            namespace=namespace)
-        except Exception as error:  # the client raises urllib3, ApiException, ValueError...
-            training.fail(f"cannot submit to {host}: {type(error).__name__}: {error}")
-    click.echo(f"run_id: {run_id}")
-
-
-@cli.command("run-local")
-@training.specs_dir_option
-@click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep kfp.local's task outputs here [default: a temporary folder, removed afterwards].")
-@_parameter_options
-def run_local_command(specs_dir: Path | None, pipeline_root: Path | None, **parameters: Any) -> None:
-    """Run the pipeline with kfp.local on Docker; print the verdicts, the decision and production afterwards.
-
-    The step containers use the host network and get the host's AWS_* S3 settings. Retries are off.
-    """
-    pipeline = build_pipeline(load_components(STEPS + training.STEPS, specs_dir), policy=LOCAL)
-    started = time.monotonic()
-    try:
-        outputs = run_local(pipeline, parameters, pipeline_root=pipeline_root)
-    except (RuntimeError, ValueError) as error:
-        training.fail(str(error))
-    elapsed = time.monotonic() - started
-    click.echo(f"pipeline: {PIPELINE_NAME} succeeded in {elapsed:.1f}s")
-    for line in summary_lines(outputs, parameters["registry_uri"], parameters["model_name"]):
-        click.echo(line)
-
-
-def summary_lines(outputs: Mapping[str, Any], registry_uri: str, model_name: str) -> list[str]:
+def summary_lines(outputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[str]:
     """The verdicts and the decision, then the production model the registry now points at."""
     from mlops_runtime.registry import ModelRegistry
 
     lines = [f"{name}: {str(outputs[name]).lower() if isinstance(outputs[name], bool) else outputs[name]}"
              for name in MonitoringOutputs._fields]
-    pointer = ModelRegistry(registry_uri, model_name).production().pointer
+    pointer = ModelRegistry(parameters["registry_uri"], parameters["model_name"]).production().pointer
     if pointer is None:
         return [*lines, "production: none"]
     return [*lines, f"production: version {pointer['version']} ({json.dumps(pointer.get('reason', ''))})"]
+
+
+DEFINITION = PipelineDefinition(name=PIPELINE_NAME, steps=STEPS + training.STEPS, build=build_pipeline,
+                                summary=summary_lines,
+                                help="Compile, submit or locally run the monitoring pipeline.")
+cli = pipeline_cli(DEFINITION, PARAMETER_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ import yaml
 if __package__ in (None, ""):  # run as a script: python pipelines/schedule.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import monitoring, training  # noqa: E402
-from pipelines.common import compile_pipeline, load_components  # noqa: E402
+from pipelines import monitoring  # noqa: E402
+from pipelines.cli import fail, specs_dir_option, with_options  # noqa: E402
+from pipelines.common import compile_pipeline, load_components, package_body, unpinned_images  # noqa: E402
 
 DEFAULT_CRON = "0 0 2 * * *"
 IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
@@ -99,14 +100,20 @@ def _cron_option(_ctx: click.Context, _param: click.Parameter, value: str) -> st
 
 
 def monitoring_package(folder: Path, specs_dir: Path | None) -> Path:
-    pipeline = monitoring.build_pipeline(load_components(monitoring.STEPS + training.STEPS, specs_dir))
-    return compile_pipeline(pipeline, folder / "monitoring.yaml")
+    """The compiled monitoring pipeline; exits 2 (one line) when its images are not pinned to digests."""
+    pipeline = monitoring.build_pipeline(load_components(monitoring.DEFINITION.steps, specs_dir))
+    package = compile_pipeline(pipeline, folder / "monitoring.yaml")
+    unpinned = unpinned_images(package)
+    if unpinned:
+        fail(f"--specs-dir: image {unpinned[0]} is not pinned to a digest ({len(unpinned)} unpinned); build with "
+             "build.py --push --pin-dir DIR and pass --specs-dir DIR", code=2)
+    return package
 
 
 def run_request(package: Path, parameters: Mapping[str, Any], experiment_id: str | None) -> dict[str, Any]:
     """The body of KFP's ``POST /apis/v2beta1/runs`` for one run of the compiled pipeline."""
     body: dict[str, Any] = {"display_name": RUN_NAME_PLACEHOLDER,
-                            "pipeline_spec": yaml.safe_load(package.read_text()),
+                            "pipeline_spec": package_body(package),
                             "runtime_config": {"parameters": dict(parameters)}}
     if experiment_id:
         body["experiment_id"] = experiment_id
@@ -202,8 +209,8 @@ def cli() -> None:
 @click.option("--disabled", is_flag=True, default=False, help="Create the recurring run paused.")
 @click.option("--namespace", default=None, help="Kubernetes namespace of a multi-user deployment.")
 @click.option("--token", default=None, envvar="KFP_TOKEN", help="Bearer token for the KFP API.")
-@training.specs_dir_option
-@monitoring._parameter_options
+@specs_dir_option
+@with_options(monitoring.PARAMETER_OPTIONS)
 def create_command(host: str, experiment: str, job_name: str, cron: str, max_concurrency: int, catchup: bool,
                    disabled: bool, namespace: str | None, token: str | None, specs_dir: Path | None,
                    **parameters: Any) -> None:
@@ -221,7 +228,7 @@ def create_command(host: str, experiment: str, job_name: str, cron: str, max_con
                 experiment_id=experiment_id, job_name=job_name, cron_expression=cron, max_concurrency=max_concurrency,
                 no_catchup=not catchup, params=parameters, pipeline_package_path=str(package), enabled=not disabled)
         except Exception as error:  # the client raises urllib3, ApiException, ValueError...
-            training.fail(f"cannot create the recurring run on {host}: {type(error).__name__}: {error}")
+            fail(f"cannot create the recurring run on {host}: {type(error).__name__}: {error}")
     click.echo(f"recurring_run_id: {job.recurring_run_id}")
 
 
@@ -236,8 +243,8 @@ def create_command(host: str, experiment: str, job_name: str, cron: str, max_con
 @click.option("--token-secret", default=None, metavar="SECRET[/KEY]",
               help="Kubernetes secret (key 'token' unless given) holding a bearer token for the KFP API.")
 @click.option("--service-account", default=None, help="Service account the submitting pod runs as.")
-@training.specs_dir_option
-@monitoring._parameter_options
+@specs_dir_option
+@with_options(monitoring.PARAMETER_OPTIONS)
 def render_argo_command(name: str, namespace: str, cron: str, timezone: str, host: str, experiment_id: str | None,
                         image: str, token_secret: str | None, service_account: str | None, specs_dir: Path | None,
                         **parameters: Any) -> None:

@@ -11,37 +11,25 @@ train on stale data.
 
 Tasks retry 3 times (60 s backoff, doubling) on the cluster: every step publishes all of its objects or
 none and deploy is idempotent, so a retry is safe. KFP retries any failure, bad input included.
-train's optional ``max_depth`` is not a run parameter: kfp.local (2.17) cannot run a pipeline whose
-parameter defaults to None, and train has no value that means "no limit"; trees grow without one.
+``max_depth`` 0 means unlimited (KFP cannot pass "no value" for an optional input).
 
 Importable: :func:`build_pipeline` returns a ``@dsl.pipeline`` function that another pipeline (the
 monitoring loop) can call as a sub-pipeline; its outputs are those of :class:`TrainingOutputs`.
 """
 
 import json
-import re
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import click
 
 if __package__ in (None, ""):  # run as a script: python pipelines/training.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.common import (  # noqa: E402
-    CLUSTER,
-    LOCAL,
-    Resources,
-    TaskPolicy,
-    compile_pipeline,
-    configure_task,
-    load_components,
-    run_local,
-    submit,
-)
+from pipelines.cli import PipelineDefinition, pipeline_cli  # noqa: E402
+from pipelines.common import CLUSTER, Resources, TaskPolicy, configure_task, load_components  # noqa: E402
 
 PIPELINE_NAME = "mlops-training"
 STEPS = ("load_data", "split", "train", "evaluate", "deploy")
@@ -88,6 +76,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         test_size: float = 0.2,
         random_state: int = 42,
         n_estimators: int = 100,
+        max_depth: int = 0,
         threshold: float = 0.9,
         compare_to_production: bool = False,
         storage_root: str = "s3://mlops/runs",
@@ -100,7 +89,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         split = task("split", data_uri=data.outputs["data_uri"], target_column=target_column, test_size=test_size,
                      random_state=random_state, output_dir=f"{run_root}/split")
         train = task("train", train_uri=split.outputs["train_uri"], target_column=target_column,
-                     n_estimators=n_estimators, random_state=random_state, output_dir=f"{run_root}/train")
+                     n_estimators=n_estimators, max_depth=max_depth, random_state=random_state,
+                     output_dir=f"{run_root}/train")
         evaluate = task("evaluate", model_uri=train.outputs["model_uri"], test_uri=split.outputs["test_uri"],
                         output_dir=f"{run_root}/evaluate")
         deploy = task("deploy", model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
@@ -117,95 +107,28 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
 
 # ---------------------------------------------------------------------------------------------- CLI
 
-def _parameter_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The pipeline's run parameters as options (defaults equal the pipeline's; a test checks it)."""
-    options = [
-        click.option("--dataset", default="iris", show_default=True,
-                     help="Bundled dataset: iris, wine, breast_cancer or digits; ignored with --source-uri."),
-        click.option("--source-uri", default="", help="CSV or Parquet table (s3:// or path) to train on instead."),
-        click.option("--target-column", default="target", show_default=True, help="Label column."),
-        click.option("--test-size", type=float, default=0.2, show_default=True, help="Fraction held out for testing."),
-        click.option("--random-state", type=int, default=42, show_default=True, help="Seed of the split and forest."),
-        click.option("--n-estimators", type=int, default=100, show_default=True, help="Number of trees."),
-        click.option("--threshold", type=float, default=0.9, show_default=True,
-                     help="Promote only if the test accuracy is strictly above this."),
-        click.option("--compare-to-production/--no-compare-to-production", default=False, show_default=True,
-                     help="Also require beating the current production model."),
-        click.option("--storage-root", default="s3://mlops/runs", show_default=True,
-                     help="Prefix under which each run writes <run id>/<step>/..."),
-        click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
-        click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# The pipeline's run parameters as options (defaults equal the pipeline's; a test checks it).
+PARAMETER_OPTIONS = [
+    click.option("--dataset", default="iris", show_default=True,
+                 help="Bundled dataset: iris, wine, breast_cancer or digits; ignored with --source-uri."),
+    click.option("--source-uri", default="", help="CSV or Parquet table (s3:// or path) to train on instead."),
+    click.option("--target-column", default="target", show_default=True, help="Label column."),
+    click.option("--test-size", type=float, default=0.2, show_default=True, help="Fraction held out for testing."),
+    click.option("--random-state", type=int, default=42, show_default=True, help="Seed of the split and forest."),
+    click.option("--n-estimators", type=int, default=100, show_default=True, help="Number of trees."),
+    click.option("--max-depth", type=int, default=0, show_default=True, help="Maximum tree depth; 0: unlimited."),
+    click.option("--threshold", type=float, default=0.9, show_default=True,
+                 help="Promote only if the test accuracy is strictly above this."),
+    click.option("--compare-to-production/--no-compare-to-production", default=False, show_default=True,
+                 help="Also require beating the current production model."),
+    click.option("--storage-root", default="s3://mlops/runs", show_default=True,
+                 help="Prefix under which each run writes <run id>/<step>/..."),
+    click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
+    click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry."),
+]
 
 
-specs_dir_option = click.option(
-    "--specs-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-    envvar="MLOPS_SPECS_DIR", help="Folder of <step>/component.yaml, e.g. build.py --pin-dir [default: components/].")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def cli() -> None:
-    """Compile, submit or locally run the training pipeline."""
-
-
-@cli.command("compile")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("training.yaml"),
-              show_default=True, help="Pipeline package to write.")
-@specs_dir_option
-def compile_command(output: Path, specs_dir: Path | None) -> None:
-    """Compile the pipeline (with retries and resource requests) to a YAML package."""
-    compile_pipeline(build_pipeline(load_components(STEPS, specs_dir)), output)
-    click.echo(f"wrote {output}")
-
-
-@cli.command("submit")
-@click.option("--host", required=True, envvar="KFP_HOST", help="KFP API endpoint, e.g. http://127.0.0.1:8080.")
-@click.option("--experiment", default="mlops-training", show_default=True, help="Experiment (created if missing).")
-@click.option("--run-name", default=None, help="Run name [default: generated by KFP].")
-@click.option("--namespace", default=None, help="Kubernetes namespace of a multi-user deployment.")
-@specs_dir_option
-@_parameter_options
-def submit_command(host: str, experiment: str, run_name: str | None, namespace: str | None, specs_dir: Path | None,
-                   **parameters: Any) -> None:
-    """Compile the pipeline and start a run of it on a KFP endpoint."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="mlops-training-") as folder:
-        package = compile_pipeline(build_pipeline(load_components(STEPS, specs_dir)), Path(folder) / "training.yaml")
-        try:
-            run_id = submit(package, host=host, experiment=experiment, arguments=parameters, run_name=run_name,
-                            namespace=namespace)
-        except Exception as error:  # the client raises urllib3, ApiException, ValueError...
-            fail(f"cannot submit to {host}: {type(error).__name__}: {error}")
-    click.echo(f"run_id: {run_id}")
-
-
-@cli.command("run-local")
-@specs_dir_option
-@click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep kfp.local's task outputs here [default: a temporary folder, removed afterwards].")
-@_parameter_options
-def run_local_command(specs_dir: Path | None, pipeline_root: Path | None, **parameters: Any) -> None:
-    """Run the pipeline with kfp.local on Docker; print the metrics and the deploy decision last.
-
-    The step containers use the host network and get the host's AWS_* S3 settings. Retries are off.
-    """
-    pipeline = build_pipeline(load_components(STEPS, specs_dir), policy=LOCAL)
-    started = time.monotonic()
-    try:
-        outputs = run_local(pipeline, parameters, pipeline_root=pipeline_root)
-    except (RuntimeError, ValueError) as error:  # a failed task; an unusable --pipeline-root
-        fail(str(error))
-    elapsed = time.monotonic() - started
-    click.echo(f"pipeline: {PIPELINE_NAME} succeeded in {elapsed:.1f}s")
-    for line in summary_lines(outputs):
-        click.echo(line)
-
-
-def summary_lines(outputs: Mapping[str, Any]) -> list[str]:
+def summary_lines(outputs: Mapping[str, Any], _parameters: Mapping[str, Any] | None = None) -> list[str]:
     """The run's metrics (from metrics.json), then the deploy decision, one ``key: value`` per line."""
     from mlops_runtime import storage
 
@@ -219,11 +142,9 @@ def summary_lines(outputs: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def fail(message: str) -> NoReturn:
-    """Print one ``error:`` line (kfp.local's colours removed) and exit 1."""
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(message.split()))  # kfp.local colours its messages
-    click.echo(f"error: {plain}", err=True)
-    sys.exit(1)
+DEFINITION = PipelineDefinition(name=PIPELINE_NAME, steps=STEPS, build=build_pipeline, summary=summary_lines,
+                                help="Compile, submit or locally run the training pipeline.")
+cli = pipeline_cli(DEFINITION, PARAMETER_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import click
 import pandas as pd
 
 from mlops_runtime import outputs, step_io, tables
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import FloatRange, KfpOption, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -123,7 +123,7 @@ def window_mask(rows: pd.DataFrame, kind: str, size: int, *, time_column: str, n
                                  "comparison, and account for every row (<output-dir>/accounting.json).")
 @click.option("--history-uri", default="", help="Table the production model was built from (its full data); "
                                                 "empty for none.")
-@click.option("--batch-uris", default="[]", show_default=True,
+@click.option("--batch-uris", default="[]", show_default=True, cls=KfpOption, kfp={"type": "JsonArray"},
               help="JSON list of labeled batch tables, oldest first.")
 @click.option("--target-column", default="target", show_default=True, help="Label column.")
 @click.option("--time-column", default="", help="Orders rows within each source, and measures a days window.")
@@ -134,7 +134,7 @@ def window_mask(rows: pd.DataFrame, kind: str, size: int, *, time_column: str, n
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @output_path_option("data_uri", "URI of train_data.parquet, the retraining table.")
 @output_path_option("holdout_uri", "URI of holdout.parquet ('' when there is no holdout).")
-@output_path_option("n_rows", "Rows in the retraining table.")
+@output_path_option("n_rows", "Rows in the retraining table.", "Integer")
 def cli(history_uri: str, batch_uris: str, target_column: str, time_column: str, window: str,
         holdout_fraction: float, output_dir: str, data_uri_output_path: str | None,
         holdout_uri_output_path: str | None, n_rows_output_path: str | None) -> None:

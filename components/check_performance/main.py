@@ -29,7 +29,7 @@ from typing import Any
 import click
 
 from mlops_runtime import documents, journal, metrics, models, outputs, resampling, step_io, storage
-from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
+from mlops_runtime.cli import FloatRange, KfpOption, executor_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, UsageError
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
@@ -255,17 +255,20 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed of the bootstrap: the same batch and seed give the same interval.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
-@executor_input_option()
-@output_path_option("degraded", "Whether the model's performance is significantly below its baseline.")
-@output_path_option("accuracy", "Accuracy on the batch (classification; -1 for a regression model).")
-@output_path_option("value", "The checked metric's value on the batch.")
+@executor_input_option({"metrics": ("Metrics", "The batch's metrics, the baseline and the interval, for the KFP UI."),
+                        "classification_metrics": ("ClassificationMetrics",
+                                                   "Confusion matrix on the batch, for the KFP UI.")})
+@output_path_option("degraded", "Whether the model's performance is significantly below its baseline.", "Boolean")
+@output_path_option("accuracy", "Accuracy on the batch (classification; -1 for a regression model).", "Float")
+@output_path_option("value", "The checked metric's value on the batch.", "Float")
 @output_path_option("report_uri", "URI of performance_report.html.")
 @output_path_option("checked_batch_uri", "URI of the batch that was checked (resolved when a folder was given).")
 @output_path_option("training_data_uri", "The checked model's training table, from its card ('' if unrecorded): "
                                          "the reference for drift detection and retraining.")
 @output_path_option("reference_profile_uri", "The checked model's drift reference profile, stored beside it "
                                              "('' if it has none): the reference for drift detection.")
-@click.option("--report-output-path", type=click.Path(dir_okay=False), default=None,
+@click.option("--report-output-path", type=click.Path(dir_okay=False), default=None, cls=KfpOption,
+              kfp={"output": "report", "type": "HTML", "description": "The HTML report, for the KFP UI."},
               help="File to write a copy of the HTML report to (KFP outputPath of the HTML artifact 'report').")
 def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: str, model_uri: str | None,
         baseline_metrics_uri: str | None, history_uri: str | None, metric: str, tolerance: float, n_bootstrap: int,

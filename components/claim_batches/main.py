@@ -27,9 +27,9 @@ log = get_logger("claim_batches")
               help="Most batches one run claims; the rest wait for the next run.")
 @click.option("--lease-minutes", type=click.IntRange(1, 7 * 24 * 60), default=120, show_default=True,
               help="After this long without completion a claim may be taken over by another run.")
-@output_path_option("batch_uris", "JSON list of the claimed batch URIs, oldest first.")
-@output_path_option("n_batches", "How many batches were claimed.")
-@output_path_option("n_pending", "Unchecked batches left for later runs.")
+@output_path_option("batch_uris", "JSON list of the claimed batch URIs, oldest first.", "JsonArray")
+@output_path_option("n_batches", "How many batches were claimed.", "Integer")
+@output_path_option("n_pending", "Unchecked batches left for later runs.", "Integer")
 def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, run_id: str, max_batches: int,
         lease_minutes: int, batch_uris_output_path: str | None, n_batches_output_path: str | None,
         n_pending_output_path: str | None) -> None:

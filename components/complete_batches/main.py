@@ -6,7 +6,7 @@ import json
 import click
 
 from mlops_runtime import outputs, step_io, watermark
-from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.cli import KfpOption, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError
 from mlops_runtime.log import get_logger
 
@@ -32,9 +32,9 @@ def batch_list(text: str) -> list[str]:
 @click.option("--registry-uri", required=True, help="Model registry root (s3://... or a local folder).")
 @click.option("--model-name", default="classifier", show_default=True, help="Name of the model in the registry.")
 @click.option("--run-id", required=True, help="The monitoring run that claimed the batches.")
-@click.option("--batch-uris", required=True,
+@click.option("--batch-uris", required=True, cls=KfpOption, kfp={"type": "JsonArray"},
               help="JSON list of the batch URIs the run checked (claim_batches' output).")
-@output_path_option("n_completed", "How many batches were newly marked as checked (0 when repeated).")
+@output_path_option("n_completed", "How many batches were newly marked as checked (0 when repeated).", "Integer")
 def cli(registry_uri: str, model_name: str, run_id: str, batch_uris: str, n_completed_output_path: str | None) -> None:
     uris = batch_list(batch_uris)
     if n_completed_output_path:

@@ -115,7 +115,7 @@ def check_same_kind(reference: pd.Series, batch: pd.Series, *, target: bool, ref
 @click.option("--performance-report-uri", default="", help="check_performance's report, recorded with the decision.")
 @click.option("--run-id", default="", help="Pipeline run that made the decision, recorded with it.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
-@output_path_option("retrain", "Whether to retrain (drift detected or performance degraded).")
+@output_path_option("retrain", "Whether to retrain (drift detected or performance degraded).", "Boolean")
 @output_path_option("reason", "Why, in one sentence.")
 @output_path_option("data_uri", "URI of retrain_data.parquet ('' when not retraining).")
 def cli(drift_detected: bool, degraded: bool, batch_uri: str, reference_uri: str | None, registry_uri: str,

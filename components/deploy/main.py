@@ -10,6 +10,7 @@ weaker (the two numbers come from different test sets).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,23 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
         raise BadInputError(f"{metrics_uri}: metrics of a {document.get('task')} model, but {model_uri} is a "
                             f"{task} model", label="--metrics-uri")
     return Candidate(model_uri, metrics_uri, stored, metrics_bytes, document, task, extra_files)
+
+
+class ThresholdType(click.ParamType):
+    """A finite number, or ``auto`` (None): a text option, so KFP has a value that means "the default"."""
+
+    name = "NUMBER|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a number nor 'auto'.", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def choose_metric(candidate: Candidate, metric: str, threshold: float | None) -> tuple[str, float]:
@@ -247,10 +265,10 @@ def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, 
               help="Name of the model in the registry.")
 @click.option("--metric", type=click.Choice(("auto", *metrics.SCALAR_METRICS)), default="auto", show_default=True,
               help="Metric the gate is about; auto: accuracy for a classifier, r2 for a regressor.")
-@click.option("--threshold", type=FloatRange(-metrics.UNBOUNDED, metrics.UNBOUNDED), default=None,
+@click.option("--threshold", type=ThresholdType(), default="auto", show_default=True,
               help="Bar the metric must strictly beat, within the metric's range: a minimum for higher-is-better "
-                   "metrics (default 0.9), a maximum for lower-is-better ones (rmse, mae, mape, log_loss, brier; "
-                   "no default: required).")
+                   "metrics (auto: 0.9), a maximum for lower-is-better ones (rmse, mae, mape, log_loss, brier: "
+                   "auto is refused, give the number).")
 # A value-taking option (bare flag = true) because KFP can only pass a Boolean input as a value.
 @click.option("--compare-to-production", type=click.BOOL, is_flag=False, flag_value=True, default=False,
               show_default=True, metavar="[BOOLEAN]",
@@ -270,7 +288,7 @@ def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, 
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed of the paired bootstrap.")
 @output_path_option("decision", f"'{APPROVED}' or '{REJECTED}'.")
-@output_path_option("promoted", "Whether production now points at this model.")
+@output_path_option("promoted", "Whether production now points at this model.", "Boolean")
 @output_path_option("registered_uri", "URI of the registry version now in production ('' when not promoted).")
 @output_path_option("reason", "Why the model was or was not promoted.")
 def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, metric: str, threshold: float | None,

@@ -77,13 +77,16 @@ def names(text: str) -> list[str]:
 @click.option("--registry-uri", default="", help="Registry root: append a summary of this check to "
                                                  "<registry>/<model>/drift/ (empty means none).")
 @click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry.")
-@executor_input_option()
-@output_path_option("drift_detected", "true when the dataset drifted.")
-@output_path_option("drift_share", "Share of the monitored features that drifted.")
+@executor_input_option({"metrics": ("Metrics",
+                                     "drift_share, n_drifted, n_features and drift_detected for the KFP UI.")})
+@output_path_option("drift_detected", "true when the dataset drifted.", "Boolean")
+@output_path_option("drift_share", "Share of the monitored features that drifted.", "Float")
 @output_path_option("report_uri", "URI of drift_report.json.")
 @output_path_option("html_report_uri", "URI of drift_report.html.")
-@output_path_option("prediction_drift_detected", "true when the model's outputs drifted (false when not compared).")
-@output_path_option("data_quality_ok", "false when the batch breaks the model's signature (true without a model).")
+@output_path_option("prediction_drift_detected", "true when the model's outputs drifted (false when not compared).",
+                    "Boolean")
+@output_path_option("data_quality_ok", "false when the batch breaks the model's signature (true without a model).",
+                    "Boolean")
 def cli(reference_uri: str | None, reference_profile_uri: str | None, current_uri: str, output_dir: str,
         target_column: str, critical_features: str, categorical_features: str, psi_threshold: float,
         wasserstein_threshold: float, js_threshold: float, unseen_threshold: float, missing_rate_threshold: float,

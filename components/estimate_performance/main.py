@@ -54,9 +54,10 @@ def probabilities_of(model: Any, table: Any, model_signature: dict[str, Any], *,
               help="Tolerated drop of the estimate below the metric realised on the reference table.")
 @click.option("--registry-uri", default="", help="Registry root: append the estimate to <registry>/<model>/estimates/.")
 @click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry.")
-@executor_input_option()
-@output_path_option("estimated_degraded", "true when the estimate is significantly below the reference.")
-@output_path_option("estimated_metric", "The estimated value of --metric.")
+@executor_input_option({"metrics": ("Metrics", "The estimate, its interval and the reference value for the KFP UI.")})
+@output_path_option("estimated_degraded", "true when the estimate is significantly below the reference.",
+                    "Boolean")
+@output_path_option("estimated_metric", "The estimated value of --metric.", "Float")
 @output_path_option("estimate_uri", "URI of performance_estimate.json.")
 def cli(model_uri: str, reference_uri: str, current_uri: str, output_dir: str, metric: str, max_drop: float,
         registry_uri: str, model_name: str, executor_input: str | None, estimated_degraded_output_path: str | None,

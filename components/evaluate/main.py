@@ -23,11 +23,13 @@ log = get_logger("evaluate")
 @click.option("--test-uri", required=True,
               help="URI of the test table (Parquet or CSV) with the model's input columns and its target.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
-@executor_input_option()
+@executor_input_option({"metrics": ("Metrics", "Accuracy and macro precision/recall/F1 for the KFP UI."),
+                        "classification_metrics": ("ClassificationMetrics", "Confusion matrix for the KFP UI.")})
 @output_path_option("metrics_uri", "URI of metrics.json.")
-@output_path_option("accuracy", "Accuracy on the test table (classification; -1 for a regression model).")
+@output_path_option("accuracy", "Accuracy on the test table (classification; -1 for a regression model).",
+                    "Float")
 @output_path_option("score", "The task's default metric on the test table: accuracy (classification) or r2 "
-                             "(regression).")
+                             "(regression).", "Float")
 def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | None,
         metrics_uri_output_path: str | None, accuracy_output_path: str | None,
         score_output_path: str | None) -> None:

@@ -73,7 +73,7 @@ def check_url(url: str) -> str | None:
 @click.option("--retries", type=click.IntRange(0, 5), default=2, show_default=True,
               help="Further attempts after a connection error, timeout, 5xx or 429.")
 @output_path_option("status", "sent, deduplicated, failed, inactive or no_webhook.")
-@output_path_option("delivered", "true when the webhook accepted the alert.")
+@output_path_option("delivered", "true when the webhook accepted the alert.", "Boolean")
 def cli(event: str, active: bool, webhook_url: str, webhook_format: str, summary: str, labels: str, details: str,
         report_uri: str, state_uri: str, dedup_window_seconds: float, timeout_seconds: float, retries: int,
         status_output_path: str | None, delivered_output_path: str | None) -> None:

@@ -11,6 +11,8 @@ from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32 - 1]
+# 0 means unlimited: KFP cannot pass "no value" for an optional input; deeper than this is never useful.
+MAX_DEPTH = 10_000
 
 log = get_logger("train")
 
@@ -43,13 +45,13 @@ def model_card(model: Any, model_bytes: bytes, *, target_column: str, n_rows: in
 @click.option("--target-column", default="target", show_default=True,
               help="Label column; every other column is a feature.")
 @click.option("--n-estimators", type=click.IntRange(min=1), default=100, show_default=True, help="Number of trees.")
-@click.option("--max-depth", type=click.IntRange(min=1), default=None,
-              help="Maximum depth of each tree [default: unlimited].")
+@click.option("--max-depth", type=click.IntRange(0, MAX_DEPTH), default=0, show_default=True,
+              help=f"Maximum depth of each tree, at most {MAX_DEPTH}; 0 means unlimited.")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
               help="Seed of the forest: the same data and seed always give the same model bytes.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @output_path_option("model_uri", "URI of the written model.skops (its model_card.json is beside it).")
-def cli(train_uri: str, target_column: str, n_estimators: int, max_depth: int | None, random_state: int,
+def cli(train_uri: str, target_column: str, n_estimators: int, max_depth: int, random_state: int,
         output_dir: str, model_uri_output_path: str | None) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
@@ -62,7 +64,8 @@ def cli(train_uri: str, target_column: str, n_estimators: int, max_depth: int | 
     counts = step_io.class_counts(target, uri=train_uri, label="--train-uri")
 
     # n_jobs=1: the fitted trees do not depend on it, but predictions in small pods should not fork per core.
-    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=random_state, n_jobs=1)
+    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth or None, random_state=random_state,
+                                   n_jobs=1)
     model.fit(features, target)
     payload = models.dumps(model)
     models.loads(payload)  # never publish a model that load_model would refuse

@@ -2,6 +2,7 @@
 options (name, type, default, required), outputs map to ``--x-output-path`` options, and main.py runs."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import yaml
 
 from tests.support import COMPONENTS, REPO, load_step, step_names
+
+generate_specs = importlib.import_module("scripts.generate_specs")
 
 PARAMETER_TYPES = {"String", "Integer", "Float", "Boolean"}
 UI_TYPES = {"Metrics", "ClassificationMetrics"}  # filled through --executor-input, not an output path
@@ -71,7 +74,48 @@ def test_kfp_loads_and_compiles_the_spec(name, tmp_path):
     compiler.Compiler().compile(component, str(tmp_path / f"{name}.yaml"))
     container = spec_of(name)["implementation"]["container"]
     assert container["command"] == ["python", "/app/main.py"]
-    assert container["image"] == f"mlops-components/{name}:{(REPO / 'VERSION').read_text().strip()}"
+    version = (REPO / "VERSION").read_text().strip()
+    assert container["image"] == f"{generate_specs.RELEASE_REGISTRY}/mlops-components/{name}:{version}"
+
+
+def test_no_committed_spec_is_stale():
+    """Each component.yaml is generated from its step's click command: rerun the generator after changing one."""
+    stale = [name for name in STEPS
+             if (COMPONENTS / name / "component.yaml").read_text(encoding="utf-8") != generate_specs.render(name)]
+    assert not stale, f"stale component.yaml: {stale}: run python scripts/generate_specs.py"
+
+
+def test_the_generator_refuses_what_stock_kfp_cannot_pass():
+    @click.command()
+    @click.option("--depth", type=int, default=None, help="Optional, no default.")
+    def no_default(depth):
+        pass
+
+    with pytest.raises(generate_specs.SpecError, match="--depth is optional without a default"):
+        generate_specs.component_spec("x", no_default, "img")
+
+    @click.command()
+    @click.option("--model-uri-output-path", default=None)
+    def untyped_output(model_uri_output_path):
+        pass
+
+    with pytest.raises(generate_specs.SpecError, match="no KFP metadata"):
+        generate_specs.component_spec("x", untyped_output, "img")
+
+
+def test_the_generator_warns_about_a_switch_kfp_cannot_set(capsys):
+    @click.command()
+    @click.option("--calibrate", is_flag=True, default=False)
+    @click.option("--shuffle", type=click.BOOL, is_flag=False, flag_value=True, default=True)
+    @click.option("--no-shuffle", is_flag=True, default=False)
+    def switches(calibrate, shuffle, no_shuffle):
+        pass
+
+    spec = generate_specs.component_spec("x", switches, "img")
+    assert [entry["name"] for entry in spec["inputs"]] == ["shuffle"]
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: x: --calibrate is a CLI-only switch (KFP cannot set it); give it a value-taking twin "
+        "(type=click.BOOL, is_flag=False) to make it an input"]
 
 
 @pytest.mark.parametrize("name", STEPS)

@@ -148,7 +148,7 @@ def test_an_unreadable_table_is_refused(step, base):
 
 
 @pytest.mark.parametrize(("option", "value"), [
-    ("--n-estimators", "0"), ("--max-depth", "0"), ("--random-state", str(2**32)), ("--n-estimators", "many"),
+    ("--n-estimators", "0"), ("--max-depth", "-1"), ("--random-state", str(2**32)), ("--n-estimators", "many"),
 ])
 def test_out_of_range_options_are_usage_errors(step, tmp_path, option, value):
     train_uri = put_table(str(tmp_path / "train.parquet"), iris())

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from mlops_runtime import step_io, storage, tables
@@ -21,13 +20,13 @@ def compile_with_cli(tmp_path: Path, *args: str) -> dict:
     package = tmp_path / "monitoring.yaml"
     result = CliRunner().invoke(monitoring.cli, ["compile", "--output", str(package), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return yaml.safe_load(package.read_text())
+    return common.read_package(package)[0]
 
 
 def test_compiled_pipeline_wires_the_verdicts_into_one_condition(tmp_path):
     spec = compile_with_cli(tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {*TASKS, "condition-1"}
+    assert set(tasks) == {*TASKS, "retrain-if-needed"}
     assert sorted(tasks["detect-drift"]["dependentTasks"]) == ["check-performance"]
     assert sorted(tasks["decide-retrain"]["dependentTasks"]) == ["check-performance", "detect-drift"]
     decision_inputs = tasks["decide-retrain"]["inputs"]["parameters"]
@@ -41,16 +40,21 @@ def test_compiled_pipeline_wires_the_verdicts_into_one_condition(tmp_path):
     assert (profile["producerTask"], profile["outputParameterKey"]) == ("check-performance", "reference_profile_uri")
     assert drift_inputs["current_uri"]["taskOutputParameter"]["outputParameterKey"] == "checked_batch_uri"
 
-    condition = tasks["condition-1"]
+    gate = tasks["retrain-if-needed"]["inputs"]["parameters"]
+    assert gate["retrain"]["taskOutputParameter"] == {"producerTask": "decide-retrain", "outputParameterKey": "retrain"}
+    assert gate["source_uri"]["taskOutputParameter"] == {"producerTask": "decide-retrain",
+                                                         "outputParameterKey": "data_uri"}
+    # The condition is on the sub-pipeline's input, which stock kfp.local resolves (a task output it does not).
+    gated = spec["components"]["comp-retrain-if-needed"]["dag"]["tasks"]
+    [condition] = gated.values()
     assert condition["taskInfo"]["name"] == "retrain"
-    assert condition["triggerPolicy"]["condition"] == (
-        "inputs.parameter_values['pipelinechannel--decide-retrain-retrain'] == true")
+    assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--retrain'] == true"
     branch = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
     [nested] = branch.values()
     assert nested["componentRef"]["name"] == "comp-mlops-training"
     arguments = nested["inputs"]["parameters"]
     assert arguments["compare_to_production"]["runtimeValue"]["constant"] is True
-    assert arguments["source_uri"]["componentInputParameter"] == "pipelinechannel--decide-retrain-data_uri"
+    assert arguments["source_uri"]["componentInputParameter"] == "pipelinechannel--source_uri"
     assert set(spec["components"]["comp-mlops-training"]["dag"]["tasks"]) == {
         "load-data", "split", "train", "evaluate", "deploy"}
 
@@ -81,14 +85,15 @@ def test_cli_defaults_are_the_pipeline_defaults(tmp_path):
 def test_compiles_with_the_local_policy_too(tmp_path):
     pipeline = monitoring.build_pipeline(common.load_components(monitoring.STEPS + training.STEPS),
                                          policy=common.LOCAL)
-    spec = yaml.safe_load(common.compile_pipeline(pipeline, tmp_path / "local.yaml").read_text())
+    spec = common.read_package(common.compile_pipeline(pipeline, tmp_path / "local.yaml"))[0]
     assert all("retryPolicy" not in task for task in spec["root"]["dag"]["tasks"].values())
 
 
-def test_submit_to_an_unreachable_endpoint_fails_with_one_line():
+def test_submit_to_an_unreachable_endpoint_fails_with_one_line(made_up_pinned_specs):
     """As a user runs it (a fresh process: in-process, earlier steps' log handlers would add urllib3's retries)."""
     done = subprocess.run([sys.executable, str(REPO / "pipelines" / "monitoring.py"), "submit", "--host",
-                           "http://127.0.0.1:9", "--batch-uri", "s3://b/x/"], capture_output=True, text=True,
+                           "http://127.0.0.1:9", "--batch-uri", "s3://b/x/", "--specs-dir", str(made_up_pinned_specs)],
+                          capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 1
     assert done.stderr.startswith("error: cannot submit to http://127.0.0.1:9: ")

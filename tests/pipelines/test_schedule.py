@@ -17,6 +17,12 @@ from click.testing import CliRunner
 from pipelines import monitoring, schedule
 from tests.support import REPO
 
+
+@pytest.fixture(autouse=True)
+def pinned_specs(made_up_pinned_specs, monkeypatch):
+    """Scheduling, like submit, refuses images not pinned to digests (test_..._refuse_unpinned_images)."""
+    monkeypatch.setenv("MLOPS_SPECS_DIR", str(made_up_pinned_specs))
+
 BATCHES = "s3://prod/batches/"
 
 
@@ -151,7 +157,10 @@ def test_create_sends_a_cron_recurring_run_of_the_monitoring_pipeline(kfp_api):
     assert body["display_name"] == "nightly" and body["experiment_id"] == "exp-1"
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 2 * * *"}}
     assert int(body["max_concurrency"]) == 1 and body["no_catchup"] is True and body["mode"] == "ENABLE"
-    assert body["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
+    secrets = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {e["secretAsEnv"][0]["secretNameParameter"]["runtimeValue"]["constant"] for e in secrets.values()} == {
+        "mlops-s3"}
     parameters = body["runtime_config"]["parameters"]
     assert parameters["batch_uri"] == BATCHES and parameters["tolerance"] == 0.02
     assert parameters["model_name"] == "classifier"
@@ -202,7 +211,7 @@ def test_rendered_cron_workflow(tmp_path):
     assert env["KFP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "kfp-auth", "key": "bearer", "optional": False}
     [artifact] = template["inputs"]["artifacts"]
     request = json.loads(base64.b64decode(artifact["raw"]["data"]))
-    assert request["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
+    assert request["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == monitoring.PIPELINE_NAME
     assert request["runtime_config"]["parameters"]["batch_uri"] == BATCHES
     # The only Argo expression in the manifest is the run name's: the pipeline's own {{$...}} are encoded.
     text = yaml.safe_dump(manifest)
@@ -213,6 +222,17 @@ def test_default_schedule_is_two_in_the_morning_utc():
     spec = render()["spec"]
     assert spec["schedule"] == "0 2 * * *" and spec["timezone"] == "UTC"
     assert "KFP_TOKEN" not in {item["name"] for item in spec["workflowSpec"]["templates"][0]["container"]["env"]}
+
+
+@pytest.mark.parametrize("command", [[monitoring.cli, "submit"], [schedule.cli, "create"],
+                                     [schedule.cli, "render-argo"]], ids=["submit", "create", "render-argo"])
+def test_submitting_and_scheduling_refuse_unpinned_images(kfp_api, monkeypatch, command):
+    monkeypatch.delenv("MLOPS_SPECS_DIR")
+    group, name = command
+    refused = CliRunner().invoke(group, [name, "--host", kfp_api.url, "--batch-uri", BATCHES])
+    assert refused.exit_code == 2
+    assert refused.stderr.count("\n") == 1 and "is not pinned to a digest" in refused.stderr
+    assert kfp_api.posted("/apis/v2beta1/runs") == [] and kfp_api.posted("/apis/v2beta1/recurringruns") == []
 
 
 def test_the_workflow_script_submits_what_kfp_client_would(kfp_api, tmp_path):

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from mlops_runtime import storage
@@ -26,7 +25,7 @@ def compile_with_cli(tmp_path: Path, *args: str) -> dict:
     package = tmp_path / "training.yaml"
     result = CliRunner().invoke(training.cli, ["compile", "--output", str(package), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return yaml.safe_load(package.read_text())
+    return common.read_package(package)[0]
 
 
 def test_compiled_pipeline_chains_the_five_steps_with_retries_resources_and_no_caching(tmp_path):
@@ -55,7 +54,7 @@ def test_compiled_pipeline_chains_the_five_steps_with_retries_resources_and_no_c
 
 def test_local_policy_sets_no_retries_and_no_resources(tmp_path):
     pipeline = training.build_pipeline(common.load_components(training.STEPS), policy=common.LOCAL)
-    spec = yaml.safe_load(common.compile_pipeline(pipeline, tmp_path / "local.yaml").read_text())
+    spec = common.read_package(common.compile_pipeline(pipeline, tmp_path / "local.yaml"))[0]
     for name in TASKS:
         assert "retryPolicy" not in spec["root"]["dag"]["tasks"][name]
         assert "resources" not in spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]
@@ -80,14 +79,15 @@ def test_training_nests_inside_another_pipeline(tmp_path):
     def outer(registry_uri: str) -> str:
         return train_pipeline(dataset="wine", registry_uri=registry_uri).outputs["decision"]
 
-    spec = yaml.safe_load(common.compile_pipeline(outer, tmp_path / "outer.yaml").read_text())
+    spec = common.read_package(common.compile_pipeline(outer, tmp_path / "outer.yaml"))[0]
     nested = spec["root"]["dag"]["tasks"]["mlops-training"]
     assert nested["componentRef"]["name"] == "comp-mlops-training"
     assert set(spec["components"]["comp-mlops-training"]["dag"]["tasks"]) == set(TASKS)
 
 
-def test_submit_to_an_unreachable_endpoint_fails_with_one_line(tmp_path):
-    result = CliRunner().invoke(training.cli, ["submit", "--host", "http://127.0.0.1:9", "--experiment", "x"])
+def test_submit_to_an_unreachable_endpoint_fails_with_one_line(made_up_pinned_specs):
+    result = CliRunner().invoke(training.cli, ["submit", "--host", "http://127.0.0.1:9", "--experiment", "x",
+                                               "--specs-dir", str(made_up_pinned_specs)])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot submit to http://127.0.0.1:9: ")
     assert result.stderr.count("\n") == 1

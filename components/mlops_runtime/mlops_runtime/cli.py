@@ -108,6 +108,19 @@ def step(name: str, help: str | None = None) -> Callable[[Callable[..., Any]], c
     return click.command(name=name, cls=StepCommand, help=help, context_settings=CONTEXT_SETTINGS)
 
 
+class KfpOption(click.Option):
+    """A click option that carries KFP metadata for the spec generator (``scripts/generate_specs.py``).
+
+    ``kfp`` keys: ``output`` (the KFP output an ``--x-output-path`` option writes), ``type`` (its KFP type:
+    String, Integer, Float, Boolean, HTML, Markdown...), ``description``; ``ui_outputs`` on
+    ``--executor-input``: the artifacts reported through the executor output (Metrics, ClassificationMetrics).
+    """
+
+    def __init__(self, *args: Any, kfp: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kfp = dict(kfp or {})
+
+
 def _check_output_path(_ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
     """Refuse up front, before any work, a KFP output file that could not be written at the end."""
     if path:
@@ -115,10 +128,11 @@ def _check_output_path(_ctx: click.Context, param: click.Parameter, path: str | 
     return path
 
 
-def output_path_option(name: str, help: str) -> Callable[[Callable[..., Any]], Any]:
-    """A ``--<name>-output-path`` option: the file KFP reads a parameter output from (optional)."""
+def output_path_option(name: str, help: str, kfp_type: str = "String") -> Callable[[Callable[..., Any]], Any]:
+    """A ``--<name>-output-path`` option: the file KFP reads the output ``name`` (of type ``kfp_type``) from."""
     return click.option(outputs.parameter_option(name), f"{name}_output_path",
-                        type=click.Path(dir_okay=False), default=None, callback=_check_output_path,
+                        type=click.Path(dir_okay=False), default=None, callback=_check_output_path, cls=KfpOption,
+                        kfp={"output": name, "type": kfp_type, "description": help},
                         help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
 
 
@@ -138,6 +152,9 @@ def _check_executor_input(_ctx: click.Context, _param: click.Parameter, text: st
     return text
 
 
-def executor_input_option() -> Callable[[Callable[..., Any]], Any]:
+def executor_input_option(ui_outputs: dict[str, tuple[str, str]] | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """``--executor-input``; ``ui_outputs`` maps each artifact it reports to ``(KFP type, description)``."""
+    described = [{"name": name, "type": kind, "description": text} for name, (kind, text) in (ui_outputs or {}).items()]
     return click.option("--executor-input", default=None, metavar="JSON", callback=_check_executor_input,
+                        cls=KfpOption, kfp={"ui_outputs": described},
                         help="KFP executor input (set by KFP); used to report UI metrics.")
