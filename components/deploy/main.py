@@ -103,7 +103,7 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
     return Candidate(model_uri, metrics_uri, stored, metrics_bytes, document, task, extra_files)
 
 
-class ThresholdType(click.ParamType):
+class ThresholdType(click.types.StringParamType):
     """A finite number, or ``auto`` (None): a text option, so KFP has a value that means "the default"."""
 
     name = "NUMBER|auto"
