@@ -2,7 +2,7 @@
 """Build the step images with `docker buildx bake`, push them, and pin component.yaml to what was pushed."""
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -15,11 +15,15 @@ from pathlib import Path
 
 import click
 
+from imagebuild import attest, content, plan
+from imagebuild.registry import Reference, Registry, RegistryError, digest_of
+
 ROOT = Path(__file__).resolve().parent
 COMPONENTS = ROOT / "components"
 BAKE_FILE = ROOT / "docker-bake.hcl"
 RUNTIME_DIR = "mlops_runtime"
 IMAGE_NAMESPACE = "mlops-components"
+DEFAULT_BASE = "python:3.11-slim"  # docker-bake.hcl's BASE_IMAGE default
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 # The one `image:` line of a component.yaml: indentation and key, the value, an optional comment.
 IMAGE_LINE = re.compile(r"^(?P<key>[ \t]*image:[ \t]+)(?P<value>[^\s#]+)(?P<rest>[ \t]*(?:#[^\r\n]*)?)\r?$",
@@ -106,14 +110,19 @@ def pin_spec(source: Path, target: Path, image: str) -> None:
     os.replace(partial, target)
 
 
-def bake_targets(env: dict[str, str]) -> set[str]:
-    """The targets docker-bake.hcl defines (`bake --print`, which builds nothing)."""
-    done = subprocess.run(["docker", "buildx", "bake", "--file", str(BAKE_FILE), "--print", "--progress", "quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+def bake_print(env: dict[str, str], override: dict | None = None) -> dict:
+    """docker-bake.hcl's targets as bake renders them (`bake --print`, which builds nothing)."""
+    with tempfile.TemporaryDirectory(prefix="mlops-bake-") as scratch:
+        command = ["docker", "buildx", "bake", "--file", str(BAKE_FILE)]
+        if override is not None:
+            (Path(scratch) / "override.json").write_text(json.dumps(override))
+            command += ["--file", str(Path(scratch) / "override.json")]
+        done = subprocess.run([*command, "--print", "--progress", "quiet"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"docker buildx bake --print failed: {last}")
-    return set(json.loads(done.stdout)["target"])
+    return json.loads(done.stdout)["target"]
 
 
 HELP = f"""Build the images of STEPS (default: every step) with docker buildx bake.
@@ -203,7 +212,6 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
 
     version = read_version()
     variables = {"REGISTRY": registry, "VERSION": version, "GIT_SHA": git_sha(),
-                 "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "SOURCE": git_source() if source is None else source}
     if base_image:
         variables["BASE_IMAGE"] = base_image
@@ -211,39 +219,60 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
         raise BuildError("docker not found on PATH")
     env = {**os.environ, **variables}
 
-    targets = bake_targets(env)
-    absent = [s for s in steps if s not in targets]
+    absent = [s for s in steps if s not in bake_print(env)]
     if absent:
         raise BuildError(f"no target for {', '.join(absent)} in {BAKE_FILE.name}: add it to steps() there", code=2)
+    images = plan.plan(ROOT, steps, base_image=base_image or DEFAULT_BASE, render=lambda o: bake_print(env, o))
+    tags = {s: [f"{repository(registry, s)}:{version}"]
+            + ([f"{repository(registry, s)}:{version}-{variables['GIT_SHA']}"] if variables["GIT_SHA"] else [])
+            for s in steps}
+    if push and not no_cache and not dry_run:
+        find_in_registry(registry, images, steps)
+    to_build = [s for s in steps if not images[s].digest]
+    for image in images.values():
+        content.fix_times(image.context)
+    override = plan.with_content_tags(plan.overrides(images), images, tags)
 
     with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
-        metadata_file = Path(scratch) / "metadata.json"
-        command = ["docker", "buildx", "bake", "--file", str(BAKE_FILE.relative_to(ROOT)),
+        metadata_file, override_file = Path(scratch) / "metadata.json", Path(scratch) / "override.json"
+        override_file.write_text(json.dumps(override))
+        command = ["docker", "buildx", "bake", "--file", str(BAKE_FILE.relative_to(ROOT)), "--file", str(override_file),
                    "--metadata-file", str(metadata_file), "--progress", progress]
         command += ["--no-cache"] if no_cache else []
         command += ["--push"] if push else []
-        command += steps
+        command += to_build
         shown = " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
         click.echo(f"+ cd {shlex.quote(str(ROOT))} && {shown} {shlex.join(command)}", err=True)
         if dry_run:
             return None
-        done = subprocess.run(command, cwd=ROOT, env=env, check=False)
-        if done.returncode != 0:
-            raise BuildError(f"docker buildx bake failed with exit status {done.returncode} (its output is above)")
-        metadata = json.loads(metadata_file.read_text())
+        if to_build:
+            done = subprocess.run(command, cwd=ROOT, env=env, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"docker buildx bake failed with exit status {done.returncode} (its output is above)")
+            metadata = json.loads(metadata_file.read_text())
+        else:
+            click.echo("every image is already in the registry: nothing to build or push", err=True)
+            metadata = {}
+    for s in to_build:
+        images[s].built = True
+        images[s].digest = metadata.get(s, {}).get("containerimage.digest", "")
 
-    tags = {s: [f"{repository(registry, s)}:{version}"]
-            + ([f"{repository(registry, s)}:{version}-{variables['GIT_SHA']}"] if variables["GIT_SHA"] else [])
-            for s in steps}
     result: dict = {"version": version, "git_sha": variables["GIT_SHA"], "pushed": push, "tags": tags,
-                    "images": {s: tags[s][0] for s in steps}, "specs": {}}
+                    "images": {s: tags[s][0] for s in steps}, "specs": {},
+                    "built": to_build, "skipped": [s for s in steps if s not in to_build],
+                    "content_tags": {s: images[s].content_tag for s in steps}, "attestations": {}}
     if not push:
         return result
     for s in steps:
-        digest = metadata.get(s, {}).get("containerimage.digest", "")
-        if not digest.startswith("sha256:"):
+        if not images[s].digest.startswith("sha256:"):
             raise BuildError(f"bake reported no pushed digest for {s}; cannot pin its component.yaml")
-        result["images"][s] = f"{repository(registry, s)}:{version}@{digest}"
+        result["images"][s] = f"{repository(registry, s)}:{version}@{images[s].digest}"
+    try:
+        retag(registry, images, tags)
+        result["attestations"] = attach_attestations(registry, images, steps, base_image or DEFAULT_BASE,
+                                                     variables["SOURCE"], metadata)
+    except RegistryError as error:
+        raise BuildError(f"registry {registry}: {error}") from None
     if pin:
         for s in steps:
             source_spec = COMPONENTS / s / "component.yaml"
@@ -252,6 +281,60 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
             result["specs"][s] = str(target_spec.resolve())
             click.echo(f"pinned {target_spec}: image: {result['images'][s]}", err=True)
     return result
+
+
+def find_in_registry(registry: str, images: dict[str, plan.Image], steps: list[str]) -> None:
+    """Record the digest of every step whose content tag the registry already has (it is not rebuilt)."""
+    host, _, prefix = registry.partition("/")
+    try:
+        client = Registry(host)
+        for s in steps:
+            found = client.manifest(f"{prefix}/{IMAGE_NAMESPACE}/{s}".lstrip("/"), images[s].content_tag)
+            if found is not None:
+                images[s].digest = digest_of(found[0])
+    except RegistryError as error:
+        raise BuildError(f"registry {registry}: {error}") from None
+
+
+def retag(registry: str, images: dict[str, plan.Image], tags: dict[str, list[str]]) -> None:
+    """Point the version tags of every skipped image at its digest (a manifest PUT; no layer moves)."""
+    for s, image in images.items():
+        if s not in tags or image.built:
+            continue
+        reference = Reference.parse(f"{repository(registry, s)}@{image.digest}")
+        client = Registry(reference.host)
+        data, media_type = client.manifest(reference.name, image.digest)
+        for tag in tags[s]:
+            current = client.manifest(reference.name, tag.rsplit(":", 1)[1])
+            if current is None or digest_of(current[0]) != image.digest:
+                client.put_manifest(reference.name, tag.rsplit(":", 1)[1], data, media_type)
+
+
+def attach_attestations(registry: str, images: dict[str, plan.Image], steps: list[str], base_image: str,
+                        source: str, metadata: dict) -> dict:
+    """SBOM and provenance referrers for every step image (pushed now or found), unless already attached."""
+    lock = (COMPONENTS / RUNTIME_DIR / "requirements.lock").read_bytes()
+    commit = _git("rev-parse", "HEAD") or ""
+    base_id = content.base_image_id(base_image)
+    found = {}
+    for s in steps:
+        reference = Reference.parse(f"{repository(registry, s)}@{images[s].digest}")
+        if {attest.SBOM_TYPE, attest.PROVENANCE_TYPE} <= set(attest.attached(reference)):
+            found[s] = attest.attached(reference)
+            continue
+        sbom = attest.image_file(str(reference), attest.SBOM_PATH)
+        target = bake_target_record(metadata, s)
+        statement = attest.provenance(reference, target=target, content_hash=images[s].content_hash,
+                                      revision=images[s].revision, commit=commit, source=source, base_image=base_image,
+                                      base_image_id=base_id, lock_sha256=hashlib.sha256(lock).hexdigest())
+        found[s] = attest.attach(reference, sbom, statement)
+    return found
+
+
+def bake_target_record(metadata: dict, step: str) -> dict:
+    """What bake reported for ``step`` (its build reference and digests), for the provenance."""
+    record = metadata.get(step, {})
+    return {"name": step, **{k: v for k, v in record.items() if k in ("buildx.build.ref", "containerimage.digest")}}
 
 
 if __name__ == "__main__":
