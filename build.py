@@ -231,7 +231,9 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
     to_build = [s for s in steps if not images[s].digest]
     for image in images.values():
         content.fix_times(image.context)
-    override = plan.with_content_tags(plan.overrides(images), images, tags)
+    # A push names only the content tag: the version tags are then moved in the registry to the digest
+    # found under it, so a concurrent build on the same engine cannot swap the image behind a name.
+    override = plan.with_content_tags(plan.overrides(images), images, tags, only=push)
 
     with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
         metadata_file, override_file = Path(scratch) / "metadata.json", Path(scratch) / "override.json"
@@ -256,6 +258,8 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
     for s in to_build:
         images[s].built = True
         images[s].digest = metadata.get(s, {}).get("containerimage.digest", "")
+    if push and to_build:
+        find_in_registry(registry, images, to_build)
 
     result: dict = {"version": version, "git_sha": variables["GIT_SHA"], "pushed": push, "tags": tags,
                     "images": {s: tags[s][0] for s in steps}, "specs": {},
@@ -297,9 +301,9 @@ def find_in_registry(registry: str, images: dict[str, plan.Image], steps: list[s
 
 
 def retag(registry: str, images: dict[str, plan.Image], tags: dict[str, list[str]]) -> None:
-    """Point the version tags of every skipped image at its digest (a manifest PUT; no layer moves)."""
+    """Point the version tags of every image at its digest (a manifest PUT; no layer moves)."""
     for s, image in images.items():
-        if s not in tags or image.built:
+        if s not in tags:
             continue
         reference = Reference.parse(f"{repository(registry, s)}@{image.digest}")
         client = Registry(reference.host)

@@ -68,9 +68,10 @@ def plan(root: Path, steps: list[str], *, base_image: str, render) -> dict[str, 
     return images
 
 
-def with_content_tags(override: dict, images: dict[str, Image], tags: dict[str, list[str]]) -> dict:
-    """``override`` plus each step's tags: bake's own and ``content-<hash>``."""
+def with_content_tags(override: dict, images: dict[str, Image], tags: dict[str, list[str]], *, only: bool) -> dict:
+    """``override`` plus each step's tags: ``content-<hash>``, after bake's own unless ``only``."""
     for name, image in images.items():
         if name in tags:
-            override["target"][name]["tags"] = [*tags[name], tags[name][0].rsplit(":", 1)[0] + ":" + image.content_tag]
+            content_tag = tags[name][0].rsplit(":", 1)[0] + ":" + image.content_tag
+            override["target"][name]["tags"] = [content_tag] if only else [*tags[name], content_tag]
     return override
