@@ -221,21 +221,38 @@ def normalize(name: str) -> str:
 
 def test_the_runtime_layer_installs_the_lock_with_require_hashes():
     dockerfile = (RUNTIME_DIR / "Dockerfile").read_text()
-    assert re.search(r"pip install [^\n]*--require-hashes -r /opt/mlops/requirements\.lock", dockerfile)
-    assert "COPY requirements.lock /opt/mlops/requirements.lock" in dockerfile
-    requirements = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", LOCK.read_text())
-    pinned = [block for block in requirements if re.match(r"[A-Za-z0-9_.-]+==", block)]
-    assert pinned and all("--hash=sha256:" in block for block in pinned)
+    assert re.search(r"uv pip install [^\n]*--require-hashes --no-deps\s*\\\n\s*-r /out/opt/mlops/requirements\.lock",
+                     dockerfile)
+    assert "COPY requirements.lock /out/opt/mlops/requirements.lock" in dockerfile
+    assert re.search(r"pip install [^\n]*--require-hashes -r /build/requirements\.build\.lock", dockerfile)
+    for lock in (LOCK, RUNTIME_DIR / "requirements.build.lock"):
+        requirements = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock.read_text())
+        pinned = [block for block in requirements if re.match(r"[A-Za-z0-9_.-]+==", block)]
+        assert pinned and all("--hash=sha256:" in block for block in pinned), lock
+
+
+INSTALLED = ("import importlib.metadata as m, json; "
+             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_pip_in_the_image_reports_exactly_the_locked_versions(images, step):
-    ran = docker_run(images[step], "-m", "pip", "list", "--format", "json", "--disable-pip-version-check",
-                     flags=("--entrypoint", "python"))
+def test_the_venv_holds_exactly_the_locked_versions(images, step):
+    """Nothing but the lock: no pip, setuptools or wheel, and no build tool (uv, cyclonedx) left behind."""
+    ran = docker_run(images[step], "-c", INSTALLED, flags=("--entrypoint", "python"))
     assert ran.returncode == 0, ran.stderr
-    installed = {normalize(item["name"]): item["version"] for item in json.loads(ran.stdout)}
-    installed.pop("pip")  # the venv's own installer, not a runtime dependency
+    installed = {normalize(name): version for name, version in json.loads(ran.stdout).items()}
     assert installed == locked_versions()
+
+
+def test_no_headers_tests_or_build_tools_in_the_final_venv(images):
+    probe = ("find /opt/venv \\( -name '*.h' -o -name '*.pxd' -o -name '*.pyx' -o -type d -name tests "
+             "-o -name pip -o -name 'setuptools*' -o -name uv -o -name 'cyclonedx*' \\) -print; "
+             "ls /opt/venv/lib/python3.11/site-packages/numpy.libs /opt/venv/lib/python3.11/site-packages/scipy.libs")
+    ran = docker_run(images["train"], "-c", probe, flags=("--entrypoint", "sh"))
+    assert ran.returncode == 0, ran.stderr
+    found = ran.stdout.splitlines()
+    assert [line for line in found if line.startswith("/opt/venv")] == []
+    assert any("openblas" in line for line in found)  # the vendored .libs are kept
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
