@@ -2,7 +2,6 @@
 """Build the step images with `docker buildx bake`, push them, and pin component.yaml to what was pushed."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from imagebuild import attest, content, plan
-from imagebuild.registry import Reference, Registry, RegistryError, digest_of
+from imagebuild import content, plan, publish
+from imagebuild.registry import RegistryError
 
 ROOT = Path(__file__).resolve().parent
 COMPONENTS = ROOT / "components"
@@ -227,10 +226,8 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
             + ([f"{repository(registry, s)}:{version}-{variables['GIT_SHA']}"] if variables["GIT_SHA"] else [])
             for s in steps}
     if push and not no_cache and not dry_run:
-        find_in_registry(registry, images, steps)
+        in_registry(publish.find_in_registry, registry, images, steps)
     to_build = [s for s in steps if not images[s].digest]
-    for image in images.values():
-        content.fix_times(image.context)
     # A push names only the content tag: the version tags are then moved in the registry to the digest
     # found under it, so a concurrent build on the same engine cannot swap the image behind a name.
     override = plan.with_content_tags(plan.overrides(images), images, tags, only=push)
@@ -248,6 +245,8 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
         if dry_run:
             return None
         if to_build:
+            for image in images.values():  # BuildKit copies file times into layers
+                content.fix_times(image.context)
             done = subprocess.run(command, cwd=ROOT, env=env, check=False)
             if done.returncode != 0:
                 raise BuildError(f"docker buildx bake failed with exit status {done.returncode} (its output is above)")
@@ -259,7 +258,7 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
         images[s].built = True
         images[s].digest = metadata.get(s, {}).get("containerimage.digest", "")
     if push and to_build:
-        find_in_registry(registry, images, to_build)
+        in_registry(publish.find_in_registry, registry, images, to_build)
 
     result: dict = {"version": version, "git_sha": variables["GIT_SHA"], "pushed": push, "tags": tags,
                     "images": {s: tags[s][0] for s in steps}, "specs": {},
@@ -272,9 +271,9 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
             raise BuildError(f"bake reported no pushed digest for {s}; cannot pin its component.yaml")
         result["images"][s] = f"{repository(registry, s)}:{version}@{images[s].digest}"
     try:
-        retag(registry, images, tags)
-        result["attestations"] = attach_attestations(registry, images, steps, base_image or DEFAULT_BASE,
-                                                     variables["SOURCE"], metadata)
+        publish.retag(registry, images, tags)
+        result["attestations"] = publish.attach_attestations(registry, images, steps, base_image or DEFAULT_BASE,
+                                                             variables["SOURCE"], metadata)
     except RegistryError as error:
         raise BuildError(f"registry {registry}: {error}") from None
     if pin:
@@ -287,58 +286,11 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
     return result
 
 
-def find_in_registry(registry: str, images: dict[str, plan.Image], steps: list[str]) -> None:
-    """Record the digest of every step whose content tag the registry already has (it is not rebuilt)."""
-    host, _, prefix = registry.partition("/")
+def in_registry(call, registry: str, *args):
     try:
-        client = Registry(host)
-        for s in steps:
-            found = client.manifest(f"{prefix}/{IMAGE_NAMESPACE}/{s}".lstrip("/"), images[s].content_tag)
-            if found is not None:
-                images[s].digest = digest_of(found[0])
+        return call(registry, *args)
     except RegistryError as error:
         raise BuildError(f"registry {registry}: {error}") from None
-
-
-def retag(registry: str, images: dict[str, plan.Image], tags: dict[str, list[str]]) -> None:
-    """Point the version tags of every image at its digest (a manifest PUT; no layer moves)."""
-    for s, image in images.items():
-        if s not in tags:
-            continue
-        reference = Reference.parse(f"{repository(registry, s)}@{image.digest}")
-        client = Registry(reference.host)
-        data, media_type = client.manifest(reference.name, image.digest)
-        for tag in tags[s]:
-            current = client.manifest(reference.name, tag.rsplit(":", 1)[1])
-            if current is None or digest_of(current[0]) != image.digest:
-                client.put_manifest(reference.name, tag.rsplit(":", 1)[1], data, media_type)
-
-
-def attach_attestations(registry: str, images: dict[str, plan.Image], steps: list[str], base_image: str,
-                        source: str, metadata: dict) -> dict:
-    """SBOM and provenance referrers for every step image (pushed now or found), unless already attached."""
-    lock = (COMPONENTS / RUNTIME_DIR / "requirements.lock").read_bytes()
-    commit = _git("rev-parse", "HEAD") or ""
-    base_id = content.base_image_id(base_image)
-    found = {}
-    for s in steps:
-        reference = Reference.parse(f"{repository(registry, s)}@{images[s].digest}")
-        if {attest.SBOM_TYPE, attest.PROVENANCE_TYPE} <= set(attest.attached(reference)):
-            found[s] = attest.attached(reference)
-            continue
-        sbom = attest.image_file(str(reference), attest.SBOM_PATH)
-        target = bake_target_record(metadata, s)
-        statement = attest.provenance(reference, target=target, content_hash=images[s].content_hash,
-                                      revision=images[s].revision, commit=commit, source=source, base_image=base_image,
-                                      base_image_id=base_id, lock_sha256=hashlib.sha256(lock).hexdigest())
-        found[s] = attest.attach(reference, sbom, statement)
-    return found
-
-
-def bake_target_record(metadata: dict, step: str) -> dict:
-    """What bake reported for ``step`` (its build reference and digests), for the provenance."""
-    record = metadata.get(step, {})
-    return {"name": step, **{k: v for k, v in record.items() if k in ("buildx.build.ref", "containerimage.digest")}}
 
 
 if __name__ == "__main__":

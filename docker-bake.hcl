@@ -78,6 +78,17 @@ target "runtime" {
   tags   = tags("runtime")
 }
 
+# The runtime's build stage with uv and the build-tool venv: a step with extra dependencies (its own
+# requirements.lock) starts a build stage FROM tools, installs them under /out and copies /out --link.
+target "runtime-tools" {
+  context    = "components/mlops_runtime"
+  dockerfile = "Dockerfile"
+  target     = "tools"
+  args = {
+    BASE_IMAGE = BASE_IMAGE
+  }
+}
+
 target "step" {
   name       = step
   matrix     = { step = steps() }
@@ -85,6 +96,7 @@ target "step" {
   dockerfile = "Dockerfile"
   contexts = {
     runtime = "target:runtime"
+    tools   = "target:runtime-tools"
   }
   args = {
     MLOPS_IMAGE        = "${repository(step)}:${VERSION}"

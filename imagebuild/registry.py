@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -56,15 +59,43 @@ class Registry:
 
     def __init__(self, host: str) -> None:
         loopback = host.split(":")[0] in ("127.0.0.1", "localhost", "::1")
+        self.host = host
         self.base = f"{'http' if loopback else 'https'}://{host}/v2"
+        self.token = ""
 
-    def _request(self, method: str, path: str, data: bytes | None = None, headers: dict | None = None):
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
+    def _login(self, challenge: str) -> bool:
+        """Registry token auth (ghcr.io, Docker Hub): a bearer token for the challenged scope, asked with
+        the credentials `docker login` stored for this host, if any. False when there is no such challenge."""
+        if not challenge.lower().startswith("bearer "):
+            return False
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
+        headers = {}
+        stored = docker_credentials(self.host)
+        if stored:
+            headers["Authorization"] = f"Basic {stored}"
+        request = urllib.request.Request(f"{fields.get('realm', '')}?{query}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
+                document = json.loads(answer.read())
+        except (urllib.error.HTTPError, OSError, ValueError) as error:
+            raise RegistryError(f"token for {self.host}: {error}") from None
+        self.token = document.get("token") or document.get("access_token") or ""
+        return bool(self.token)
+
+    def _request(self, method: str, path: str, data: bytes | None = None, headers: dict | None = None,
+                 retried: bool = False):
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             return urllib.request.urlopen(request, timeout=TIMEOUT_S)
         except urllib.error.HTTPError as error:
             if error.code == 404:
                 return None
+            if error.code == 401 and not retried and self._login(error.headers.get("WWW-Authenticate", "")):
+                return self._request(method, path, data, headers, retried=True)
             raise RegistryError(f"{method} {self.base}{path}: HTTP {error.code} {error.read()[:200]!r}") from None
         except OSError as error:
             raise RegistryError(f"{method} {self.base}{path}: {error}") from None
@@ -95,8 +126,10 @@ class Registry:
             answer.close()
             separator = "&" if "?" in location else "?"
             url = urllib.parse.urljoin(self.base, location) + f"{separator}digest={urllib.parse.quote(digest)}"
-            request = urllib.request.Request(url, data=data, method="PUT",
-                                             headers={"Content-Type": "application/octet-stream"})
+            headers = {"Content-Type": "application/octet-stream"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            request = urllib.request.Request(url, data=data, method="PUT", headers=headers)
             try:
                 urllib.request.urlopen(request, timeout=TIMEOUT_S).close()
             except (urllib.error.HTTPError, OSError) as error:
@@ -151,6 +184,15 @@ class Registry:
         index["manifests"] = [d for d in index["manifests"] if d.get("digest") != descriptor["digest"]] + [descriptor]
         data = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
         self.put_manifest(subject.name, tag, data, OCI_INDEX)
+
+
+def docker_credentials(host: str) -> str:
+    """The base64 ``user:password`` `docker login` stored in ~/.docker/config.json for ``host`` ('' if none)."""
+    config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        return json.loads(config.read_text()).get("auths", {}).get(host, {}).get("auth", "")
+    except (OSError, ValueError):
+        return ""
 
 
 def fallback_tag(digest: str) -> str:
