@@ -18,6 +18,7 @@ IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 # Every file and directory of a build context gets this time before building: BuildKit copies times
 # into the layers, and the Dockerfiles give the files they generate the same one (1980-01-01, zip's epoch).
 FIXED_MTIME = 315532800
+SHORT_SHA = 12
 
 
 def context_files(context: Path) -> list[Path]:
@@ -87,9 +88,10 @@ def _git(root: Path, *args: str) -> str:
 def revision(root: Path, paths: list[str]) -> tuple[str, int]:
     """The short sha and commit time of the last commit that changed ``paths`` (``-dirty`` when they differ
     from it now); ('', 0) outside git. An image's labels come from it, so unchanged images keep theirs."""
-    line = _git(root, "log", "-1", "--format=%h %ct", "--", *paths)
+    line = _git(root, "log", "-1", "--format=%H %ct", "--", *paths)
     if not line:
         return "", 0
-    sha, seconds = line.split()
+    full, seconds = line.split()
+    sha = full[:SHORT_SHA]  # a fixed length: git's own abbreviation grows with the repository
     dirty = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *paths)
     return (f"{sha}-dirty" if dirty else sha), int(seconds)
