@@ -62,8 +62,11 @@ def tree_hash(context: Path) -> str:
 
 def fix_times(context: Path) -> None:
     """Set every file and directory of ``context`` to :data:`FIXED_MTIME` (content is not touched)."""
-    for path in [*context_files(context), *sorted({p.parent for p in context_files(context)}), context]:
-        os.utime(path, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+    for directory, subdirs, names in os.walk(context, topdown=True):
+        subdirs[:] = [d for d in subdirs if d not in IGNORED_DIRS]
+        for name in [*names, *subdirs]:
+            os.utime(Path(directory) / name, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+    os.utime(context, (FIXED_MTIME, FIXED_MTIME))
 
 
 def image_hash(target: dict, contexts: dict[str, str], base_image_id: str) -> str:
