@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -30,6 +31,7 @@ BUCKET = "mlops-test"
 STEPS = sorted(p.parent.name for p in (REPO / "components").glob("*/component.yaml"))
 DOCKERFILES = sorted(REPO.glob("components/*/Dockerfile"))
 LOCK = RUNTIME_DIR / "requirements.lock"
+HADOLINT = str(Path(sys.executable).parent / "hadolint")  # the dev extra's, beside this interpreter
 OCI_LABELS = ("version", "revision", "source", "created")
 
 # Credentials as they look when leaked, each behind a literal anchor so 400 MB of files scan in seconds:
@@ -246,23 +248,23 @@ def test_the_venv_holds_exactly_the_locked_versions(images, step):
 
 def test_no_headers_tests_or_build_tools_in_the_final_venv(images):
     probe = ("find /opt/venv \\( -name '*.h' -o -name '*.pxd' -o -name '*.pyx' -o -type d -name tests "
-             "-o -name pip -o -name 'setuptools*' -o -name uv -o -name 'cyclonedx*' \\) -print; "
+             "-o -name pip -o -name 'setuptools*' -o -name uv -o -name 'cyclonedx*' \\) -print; echo ---; "
              "ls /opt/venv/lib/python3.11/site-packages/numpy.libs /opt/venv/lib/python3.11/site-packages/scipy.libs")
     ran = docker_run(images["train"], "-c", probe, flags=("--entrypoint", "sh"))
     assert ran.returncode == 0, ran.stderr
-    found = ran.stdout.splitlines()
-    assert [line for line in found if line.startswith("/opt/venv")] == []
-    assert any("openblas" in line for line in found)  # the vendored .libs are kept
+    found, libs = ran.stdout.split("---\n")
+    assert found == ""
+    assert libs.count("openblas") == 2  # the vendored .libs are kept
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
 def test_hadolint(dockerfile: Path):
-    done = subprocess.run([str(REPO / ".venv/bin/hadolint"), str(dockerfile)], capture_output=True, text=True)
+    done = subprocess.run([HADOLINT, str(dockerfile)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_hadolint_flags_a_bad_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
-    done = subprocess.run([str(REPO / ".venv/bin/hadolint"), str(bad)], capture_output=True, text=True)
+    done = subprocess.run([HADOLINT, str(bad)], capture_output=True, text=True)
     assert done.returncode != 0 and "DL3007" in done.stdout
