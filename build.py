@@ -137,6 +137,13 @@ Tags (semantic version from the VERSION file, then the git commit):
   <registry>/{IMAGE_NAMESPACE}/<step>:<VERSION>-<sha>      e.g. :0.1.0-1a2b3c4 (git short sha;
                                                        "-dirty" is appended when components/,
                                                        docker-bake.hcl or VERSION differ from it)
+  <registry>/{IMAGE_NAMESPACE}/<step>:content-<hash>   hash of all the image is made of
+
+\b
+With --push, an image whose content tag is already in the registry is neither built nor
+pushed (its version tags are moved to it); the others are built and pushed, and each
+pushed image gets its CycloneDX SBOM and SLSA provenance attached as OCI referrers
+(verify: python -m imagebuild.attest IMAGE@DIGEST). --no-cache rebuilds everything.
 
 \b
 With --push the images go to the registry, and each component.yaml's `image:` line is
