@@ -2,7 +2,6 @@
 """Build the step images with `docker buildx bake`, push them, and pin component.yaml to what was pushed."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -15,11 +14,15 @@ from pathlib import Path
 
 import click
 
+from imagebuild import content, plan, publish
+from imagebuild.registry import RegistryError
+
 ROOT = Path(__file__).resolve().parent
 COMPONENTS = ROOT / "components"
 BAKE_FILE = ROOT / "docker-bake.hcl"
 RUNTIME_DIR = "mlops_runtime"
 IMAGE_NAMESPACE = "mlops-components"
+DEFAULT_BASE = "python:3.11-slim"  # docker-bake.hcl's BASE_IMAGE default
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 # The one `image:` line of a component.yaml: indentation and key, the value, an optional comment.
 IMAGE_LINE = re.compile(r"^(?P<key>[ \t]*image:[ \t]+)(?P<value>[^\s#]+)(?P<rest>[ \t]*(?:#[^\r\n]*)?)\r?$",
@@ -106,14 +109,19 @@ def pin_spec(source: Path, target: Path, image: str) -> None:
     os.replace(partial, target)
 
 
-def bake_targets(env: dict[str, str]) -> set[str]:
-    """The targets docker-bake.hcl defines (`bake --print`, which builds nothing)."""
-    done = subprocess.run(["docker", "buildx", "bake", "--file", str(BAKE_FILE), "--print", "--progress", "quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+def bake_print(env: dict[str, str], override: dict | None = None) -> dict:
+    """docker-bake.hcl's targets as bake renders them (`bake --print`, which builds nothing)."""
+    with tempfile.TemporaryDirectory(prefix="mlops-bake-") as scratch:
+        command = ["docker", "buildx", "bake", "--file", str(BAKE_FILE)]
+        if override is not None:
+            (Path(scratch) / "override.json").write_text(json.dumps(override))
+            command += ["--file", str(Path(scratch) / "override.json")]
+        done = subprocess.run([*command, "--print", "--progress", "quiet"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"docker buildx bake --print failed: {last}")
-    return set(json.loads(done.stdout)["target"])
+    return json.loads(done.stdout)["target"]
 
 
 HELP = f"""Build the images of STEPS (default: every step) with docker buildx bake.
@@ -129,6 +137,13 @@ Tags (semantic version from the VERSION file, then the git commit):
   <registry>/{IMAGE_NAMESPACE}/<step>:<VERSION>-<sha>      e.g. :0.1.0-1a2b3c4 (git short sha;
                                                        "-dirty" is appended when components/,
                                                        docker-bake.hcl or VERSION differ from it)
+  <registry>/{IMAGE_NAMESPACE}/<step>:content-<hash>   hash of all the image is made of
+
+\b
+With --push, an image whose content tag is already in the registry is neither built nor
+pushed (its version tags are moved to it); the others are built and pushed, and each
+pushed image gets its CycloneDX SBOM and SLSA provenance attached as OCI referrers
+(verify: python -m imagebuild.attest IMAGE@DIGEST). --no-cache rebuilds everything.
 
 \b
 With --push the images go to the registry, and each component.yaml's `image:` line is
@@ -203,7 +218,6 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
 
     version = read_version()
     variables = {"REGISTRY": registry, "VERSION": version, "GIT_SHA": git_sha(),
-                 "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "SOURCE": git_source() if source is None else source}
     if base_image:
         variables["BASE_IMAGE"] = base_image
@@ -211,39 +225,64 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
         raise BuildError("docker not found on PATH")
     env = {**os.environ, **variables}
 
-    targets = bake_targets(env)
-    absent = [s for s in steps if s not in targets]
+    absent = [s for s in steps if s not in bake_print(env)]
     if absent:
         raise BuildError(f"no target for {', '.join(absent)} in {BAKE_FILE.name}: add it to steps() there", code=2)
+    images = plan.plan(ROOT, steps, base_image=base_image or DEFAULT_BASE, render=lambda o: bake_print(env, o))
+    tags = {s: [f"{repository(registry, s)}:{version}"]
+            + ([f"{repository(registry, s)}:{version}-{variables['GIT_SHA']}"] if variables["GIT_SHA"] else [])
+            for s in steps}
+    if push and not no_cache and not dry_run:
+        in_registry(publish.find_in_registry, registry, images, steps)
+    to_build = [s for s in steps if not images[s].digest]
+    # A push names only the content tag: the version tags are then moved in the registry to the digest
+    # found under it, so a concurrent build on the same engine cannot swap the image behind a name.
+    override = plan.with_content_tags(plan.overrides(images), images, tags, only=push)
 
     with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
-        metadata_file = Path(scratch) / "metadata.json"
-        command = ["docker", "buildx", "bake", "--file", str(BAKE_FILE.relative_to(ROOT)),
+        metadata_file, override_file = Path(scratch) / "metadata.json", Path(scratch) / "override.json"
+        override_file.write_text(json.dumps(override))
+        command = ["docker", "buildx", "bake", "--file", str(BAKE_FILE.relative_to(ROOT)), "--file", str(override_file),
                    "--metadata-file", str(metadata_file), "--progress", progress]
         command += ["--no-cache"] if no_cache else []
         command += ["--push"] if push else []
-        command += steps
+        command += to_build
         shown = " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
         click.echo(f"+ cd {shlex.quote(str(ROOT))} && {shown} {shlex.join(command)}", err=True)
         if dry_run:
             return None
-        done = subprocess.run(command, cwd=ROOT, env=env, check=False)
-        if done.returncode != 0:
-            raise BuildError(f"docker buildx bake failed with exit status {done.returncode} (its output is above)")
-        metadata = json.loads(metadata_file.read_text())
+        if to_build:
+            for image in images.values():  # BuildKit copies file times into layers
+                content.fix_times(image.context)
+            done = subprocess.run(command, cwd=ROOT, env=env, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"docker buildx bake failed with exit status {done.returncode} (its output is above)")
+            metadata = json.loads(metadata_file.read_text())
+        else:
+            click.echo("every image is already in the registry: nothing to build or push", err=True)
+            metadata = {}
+    for s in to_build:
+        images[s].built = True
+        images[s].digest = metadata.get(s, {}).get("containerimage.digest", "")
+    if push and to_build:
+        in_registry(publish.find_in_registry, registry, images, to_build)
 
-    tags = {s: [f"{repository(registry, s)}:{version}"]
-            + ([f"{repository(registry, s)}:{version}-{variables['GIT_SHA']}"] if variables["GIT_SHA"] else [])
-            for s in steps}
     result: dict = {"version": version, "git_sha": variables["GIT_SHA"], "pushed": push, "tags": tags,
-                    "images": {s: tags[s][0] for s in steps}, "specs": {}}
+                    "images": {s: tags[s][0] for s in steps}, "specs": {},
+                    "built": to_build, "skipped": [s for s in steps if s not in to_build],
+                    "content_tags": {s: images[s].content_tag for s in steps}, "attestations": {}}
     if not push:
         return result
     for s in steps:
-        digest = metadata.get(s, {}).get("containerimage.digest", "")
-        if not digest.startswith("sha256:"):
+        if not images[s].digest.startswith("sha256:"):
             raise BuildError(f"bake reported no pushed digest for {s}; cannot pin its component.yaml")
-        result["images"][s] = f"{repository(registry, s)}:{version}@{digest}"
+        result["images"][s] = f"{repository(registry, s)}:{version}@{images[s].digest}"
+    try:
+        publish.retag(registry, images, tags)
+        result["attestations"] = publish.attach_attestations(registry, images, steps, base_image or DEFAULT_BASE,
+                                                             variables["SOURCE"], metadata)
+    except RegistryError as error:
+        raise BuildError(f"registry {registry}: {error}") from None
     if pin:
         for s in steps:
             source_spec = COMPONENTS / s / "component.yaml"
@@ -252,6 +291,13 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
             result["specs"][s] = str(target_spec.resolve())
             click.echo(f"pinned {target_spec}: image: {result['images'][s]}", err=True)
     return result
+
+
+def in_registry(call, registry: str, *args):
+    try:
+        return call(registry, *args)
+    except RegistryError as error:
+        raise BuildError(f"registry {registry}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 #   docker buildx bake train evaluate                   some steps
 #   REGISTRY=127.0.0.1:5000 GIT_SHA=$(git rev-parse --short HEAD) docker buildx bake --push
 #   docker buildx bake --set '*.args.BASE_IMAGE=my/python:3.11'   (or BASE_IMAGE=... docker buildx bake)
-# build.py drives this file, fills the variables from the VERSION file and git, and pins component.yaml.
+# build.py drives this file, fills the variables from the VERSION file and git, and pins component.yaml;
+# it also gives each target the revision, created label and SOURCE_DATE_EPOCH of the last commit that
+# changed it (a second bake file), which makes the images reproducible; plain bake leaves them out.
 
 variable "REGISTRY" {
   default = ""
@@ -15,10 +17,6 @@ variable "VERSION" {
 }
 
 variable "GIT_SHA" {
-  default = ""
-}
-
-variable "CREATED" {
   default = ""
 }
 
@@ -59,7 +57,6 @@ function "labels" {
       "org.opencontainers.image.description" = description
       "org.opencontainers.image.version"     = VERSION
       "org.opencontainers.image.revision"    = GIT_SHA
-      "org.opencontainers.image.created"     = CREATED
       "org.opencontainers.image.source"      = SOURCE
       "org.opencontainers.image.licenses"    = "Apache-2.0"
     } : key => value if value != ""
@@ -75,11 +72,21 @@ target "runtime" {
   dockerfile = "Dockerfile"
   args = {
     BASE_IMAGE         = BASE_IMAGE
-    MLOPS_VERSION      = VERSION
-    MLOPS_GIT_REVISION = GIT_SHA
+    MLOPS_VERSION = VERSION
   }
   labels = labels("runtime", "Shared layer of the mlops-components step images: Python, locked dependencies, mlops_runtime")
   tags   = tags("runtime")
+}
+
+# The runtime's build stage with uv and the build-tool venv: a step with extra dependencies (its own
+# requirements.lock) starts a build stage FROM tools, installs them under /out and copies /out --link.
+target "runtime-tools" {
+  context    = "components/mlops_runtime"
+  dockerfile = "Dockerfile"
+  target     = "tools"
+  args = {
+    BASE_IMAGE = BASE_IMAGE
+  }
 }
 
 target "step" {
@@ -89,9 +96,11 @@ target "step" {
   dockerfile = "Dockerfile"
   contexts = {
     runtime = "target:runtime"
+    tools   = "target:runtime-tools"
   }
   args = {
-    MLOPS_IMAGE = "${repository(step)}:${VERSION}"
+    MLOPS_IMAGE        = "${repository(step)}:${VERSION}"
+    MLOPS_GIT_REVISION = GIT_SHA
   }
   labels = labels(step, "mlops-components step '${step}', a Kubeflow Pipelines component (components/${step}/component.yaml)")
   tags   = tags(step)

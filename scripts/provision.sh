@@ -117,30 +117,49 @@ provision_s3() {
   wait_for "SeaweedFS S3" 120 s3_round_trip
 }
 
+# Bump when the base image recipe below changes: provisioning rebuilds a base whose label differs.
+BASE_RECIPE=2
+
 provision_base_image() {
   # A Python 3.11 base image made from Debian packages (no registry is reachable to pull python:3.11-slim),
-  # with the host's CA bundle so pip inside image builds passes this network's TLS proxy.
-  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    curl -fsS "http://$REGISTRY/v2/${BASE_IMAGE#*/}" >/dev/null 2>&1 || true
+  # with the host's CA bundle so installers inside image builds pass this network's TLS proxy.
+  # CI's test job and the release workflow both build it here, so releases ship the tested base.
+  local recipe
+  recipe=$(docker image inspect --format '{{ index .Config.Labels "io.mlops-components.base-recipe" }}' \
+    "$BASE_IMAGE" 2>/dev/null || true)
+  if [ "$recipe" = "$BASE_RECIPE" ]; then
     docker push -q "$BASE_IMAGE" >/dev/null
     return
   fi
-  if ! docker image inspect local/debian-python:bookworm >/dev/null 2>&1; then
+  local rootfs_image=local/debian-python:bookworm-r$BASE_RECIPE
+  if ! docker image inspect "$rootfs_image" >/dev/null 2>&1; then
     command -v debootstrap >/dev/null || apt_install debootstrap
     log "debootstrapping a minimal bookworm with python3 (about a minute)"
     rm -rf "$STATE/rootfs"
     debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
       bookworm "$STATE/rootfs" http://deb.debian.org/debian >"$STATE/debootstrap.log" 2>&1
-    tar -C "$STATE/rootfs" -c . | docker import - local/debian-python:bookworm >/dev/null
-    rm -rf "$STATE/rootfs"
+    # What an image never needs: apt's package lists and caches (about 96 MB), logs, documentation,
+    # manual pages and message catalogues; dpkg is told to leave the last three out of later installs.
+    local r="$STATE/rootfs"
+    rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old "$r"/var/log/* \
+      "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/locale/* "$r"/tmp/*
+    cat >"$r/etc/dpkg/dpkg.cfg.d/excludes" <<'DPKG'
+path-exclude=/usr/share/doc/*
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+DPKG
+    tar -C "$r" -c . | docker import - "$rootfs_image" >/dev/null
+    rm -rf "$r"
   fi
   local ctx; ctx=$(mktemp -d)
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
-FROM local/debian-python:bookworm
+  cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $rootfs_image
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt LANG=C.UTF-8
 RUN ln -sf /usr/bin/python3 /usr/local/bin/python
+LABEL io.mlops-components.base-recipe=$BASE_RECIPE
 CMD ["python3"]
 DOCKERFILE
   log "building $BASE_IMAGE"

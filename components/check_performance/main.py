@@ -20,10 +20,8 @@ created only if absent), so concurrent checks never overwrite each other.
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 from typing import Any
 
 import click
@@ -31,6 +29,7 @@ import click
 from mlops_runtime import documents, journal, metrics, models, outputs, resampling, step_io, storage
 from mlops_runtime.cli import FloatRange, KfpOption, executor_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, UsageError
+from mlops_runtime.history_chart import history_svg
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
 from mlops_runtime.registry import METRICS_FILE, ModelRegistry
@@ -120,39 +119,6 @@ def comparable(record: dict[str, Any], metric: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ report
 
-def history_png(history: list[dict[str, Any]], metric: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
-
-    times = [dt.datetime.fromisoformat(r["checked_at"]) for r in history]
-    values = [r["value"] for r in history]
-    lower = [max(0.0, r["value"] - r["ci"]["lower"]) for r in history]
-    upper = [max(0.0, r["ci"]["upper"] - r["value"]) for r in history]
-    figure, axes = plt.subplots(figsize=(8, 3.6), dpi=100)
-    axes.step(times, [r["baseline"] for r in history], where="post", color="#2b7a2b", label="baseline")
-    axes.step(times, [r["baseline"] - r["tolerance"] for r in history], where="post", color="#c77c02",
-              linestyle="--", label="baseline − tolerance")
-    axes.errorbar(times, values, yerr=[lower, upper], fmt="none", ecolor="#888888", capsize=3,
-                  label=f"{history[-1]['ci']['confidence']:.0%} bootstrap interval")
-    colours = ["#c0392b" if r["degraded"] else "#1f5fa8" for r in history]
-    axes.scatter(times, values, c=colours, zorder=3, label=f"{metric} (red: degraded)")
-    axes.set_ylabel(metric)
-    axes.set_title(f"{metric} of {history[-1]['model']} on production batches")
-    axes.legend(loc="lower left", fontsize=8)
-    axes.grid(alpha=0.3)
-    locator = mdates.AutoDateLocator()
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    figure.tight_layout()
-    sink = io.BytesIO()
-    figure.savefig(sink, format="png", metadata={"Software": None})
-    plt.close(figure)
-    return sink.getvalue()
-
-
 def report_html(result: dict[str, Any], history: list[dict[str, Any]]) -> bytes:
     e = html.escape
     metric = result["metric"]
@@ -180,7 +146,7 @@ def report_html(result: dict[str, Any], history: list[dict[str, Any]]) -> bytes:
     worse = "baseline − {m} &gt; tolerance and the interval's upper end &lt; baseline − tolerance"
     if metrics.METRIC_DIRECTIONS[metric] == "lower":
         worse = "{m} − baseline &gt; tolerance and the interval's lower end &gt; baseline + tolerance"
-    chart = base64.b64encode(history_png(history, metric)).decode()
+    chart = history_svg(history, metric)
     past = "".join(
         f"<tr><td>{e(r['checked_at'])}</td><td>{e(str(r.get('model_version')))}</td><td>{r['value']:.4f}</td>"
         f"<td>[{r['ci']['lower']:.4f}, {r['ci']['upper']:.4f}]</td><td>{r['baseline']:.4f}</td>"
@@ -197,7 +163,7 @@ padding:.5em 1em;display:inline-block}}</style></head><body>
 <p>Rule: degraded when {worse.format(m=e(metric))}.</p>
 <h2>Metrics on this batch</h2><table>{scores}</table>
 {confusion}
-<h2>History</h2><img alt="{e(metric)} history" src="data:image/png;base64,{chart}">
+<h2>History</h2>{chart}
 <table><tr><th>checked at (UTC)</th><th>version</th><th>{e(metric)}</th><th>interval</th><th>baseline</th>
 <th>verdict</th><th>batch</th></tr>{past}</table>
 </body></html>

@@ -1,9 +1,9 @@
 """check_performance: metrics, the degradation rule, the append-only history, the report, and every refusal."""
 from __future__ import annotations
 
-import base64
 import json
 import re
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,7 +18,7 @@ from mlops_runtime.registry import ModelRegistry
 from tests.support import load_step
 
 MODEL = "iris"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -74,10 +74,11 @@ def executor_input(tmp_path) -> dict:
                                                                          "system.ClassificationMetrics")}}}
 
 
-def embedded_png(report: bytes) -> bytes:
-    match = re.search(rb'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', report)
-    assert match, "no embedded PNG in the report"
-    return base64.b64decode(match.group(1))
+def embedded_chart(report: bytes) -> ET.Element:
+    """The report's inline SVG history chart, parsed (so it is well-formed XML)."""
+    match = re.search(rb"<svg .*?</svg>", report, flags=re.DOTALL)
+    assert match, "no inline SVG chart in the report"
+    return ET.fromstring(match.group())
 
 
 def test_healthy_batch(step, base, model, tmp_path):
@@ -122,7 +123,8 @@ def test_healthy_batch(step, base, model, tmp_path):
 
     report = storage.read_bytes(f"{out}/performance_report.html")
     assert (kfp / "report.html").read_bytes() == report
-    assert b"OK: within tolerance" in report and embedded_png(report).startswith(PNG_MAGIC)
+    assert b"OK: within tolerance" in report
+    assert len(embedded_chart(report).findall(f".//{SVG}circle")) == 1  # one point per check so far
 
     ui = json.loads((kfp / "executor_output.json").read_text())["artifacts"]
     shown = ui["metrics"]["artifacts"][0]["metadata"]
@@ -179,6 +181,8 @@ def test_history_grows_one_object_per_check_across_versions(step, base, model):
     assert [r["report_uri"] for r in records] == [f"{base}/out{i}/performance_report.html" for i in range(3)]
     report = storage.read_bytes(f"{base}/out2/performance_report.html").decode()
     assert report.count("<td>degraded</td>") == 1 and report.count("<td>ok</td>") == 2
+    points = embedded_chart(report.encode()).findall(f".//{SVG}circle")
+    assert [point.get("fill") for point in points] == ["#1f5fa8", "#c0392b", "#1f5fa8"]  # oldest first; red: degraded
 
 
 @pytest.mark.slow
