@@ -47,7 +47,7 @@ def training_rows(table: pd.DataFrame, target_column: str, requested_task: str, 
         target = target.astype("float64")
         if target.nunique() < 2:
             raise BadInputError(f"{uri}: target column '{target_column}' has a single value "
-                                f"({target.iloc[0]!r}); a regressor needs at least two", label="--train-uri")
+                                f"({float(target.iloc[0])!r}); a regressor needs at least two", label="--train-uri")
     return rows, target, task, n_missing
 
 
@@ -126,8 +126,6 @@ def cli(train_uri: str, target_column: str, task: str, estimator: str, categoric
                                label="--categorical-features")
     dropped_by_option = column_names(drop_columns, table, target_column=target_column, label="--drop-columns")
     rows, target, task, n_target_missing = training_rows(table, target_column, task, uri=train_uri)
-    if n_target_missing:
-        log.info("left out %d of %d rows whose target '%s' is missing", n_target_missing, len(table), target_column)
     counts = None
     if task == "classification":
         # Every class has at least one row, so "fewer rows than classes" cannot happen once there are two classes.
@@ -146,10 +144,15 @@ def cli(train_uri: str, target_column: str, task: str, estimator: str, categoric
     candidates = rows.drop(columns=[target_column, *dropped_by_option])
     kinds, dropped = preprocessing.plan_columns(candidates, categorical=set(categorical))
     dropped = [{"name": name, "reason": "--drop-columns"} for name in dropped_by_option] + dropped
+    if not kinds:
+        reasons = "; ".join(f"{entry['name']}: {entry['reason']}" for entry in dropped[:5])
+        raise BadInputError(f"{train_uri}: no usable feature column besides '{target_column}'"
+                            + (f" (left out: {reasons})" if reasons else ""), label="--train-uri")
+    # logged once every input is known to be usable: a refusal stays one stderr line
+    if n_target_missing:
+        log.info("left out %d of %d rows whose target '%s' is missing", n_target_missing, len(table), target_column)
     for entry in dropped:
         log.info("left out column '%s': %s", entry["name"], entry["reason"])
-    if not kinds:
-        raise BadInputError(f"{train_uri}: no usable feature column besides '{target_column}'", label="--train-uri")
     features = candidates[list(kinds)]
 
     hyperparameters = estimators.Hyperparameters(
