@@ -40,6 +40,8 @@ def training_rows(table: pd.DataFrame, target_column: str, requested_task: str, 
                             "missing)", label="--target-column")
     rows = table.loc[present]
     target = rows[target_column]
+    if isinstance(target.dtype, pd.CategoricalDtype):  # classes are the values present, not every declared category
+        target = target.astype(target.cat.categories.dtype)
     task = signature.infer_task(target, requested_task, label="--task")
     if task == "classification" and pd.api.types.is_float_dtype(target.dtype):
         target = target.astype("int64")  # infer_task checked that every value is a whole number
