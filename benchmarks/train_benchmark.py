@@ -39,7 +39,7 @@ TRAIN = REPO / "components" / "train" / "main.py"
 NUMERIC = [f"n{i}" for i in range(12)]
 TEXT = {"t0": 5, "t1": 10, "t2": 30, "t3": 100, "t4": 1000}
 # Reduced forest: 100 fully grown trees on 800k rows take over an hour on one core and gigabytes of nodes.
-HYPERPARAMETERS = {"random_forest": ["--n-estimators", "20", "--max-depth", "16"],
+HYPERPARAMETERS = {"random_forest": ["--n-estimators", "10", "--max-depth", "12"],
                    "hist_gradient_boosting": ["--max-iter", "100"], "linear": []}
 
 
@@ -120,7 +120,7 @@ def baseline_main(args: argparse.Namespace) -> None:
                                          (OneHotEncoder(handle_unknown="ignore", sparse_output=False), text))
         if args.estimator == "random_forest":
             estimator = (RandomForestClassifier if classify else RandomForestRegressor)(
-                n_estimators=20, max_depth=16, random_state=42, n_jobs=1)
+                n_estimators=10, max_depth=12, random_state=42, n_jobs=1)
         else:
             estimator = LogisticRegression(max_iter=1000) if classify else Ridge()
         model = make_pipeline(encode, estimator)
