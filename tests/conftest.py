@@ -1,4 +1,10 @@
-"""Shared fixtures: the real S3 server, per-test prefixes, in-process steps and the built images."""
+"""Shared fixtures: the real S3 server, per-test prefixes, in-process steps and the built images.
+
+Tests are split in two tiers. A test needs **services** (the S3 server, the Docker engine, the registry
+or the built images) when it lives in one of :data:`SERVICE_DIRS`, uses one of :data:`SERVICE_FIXTURES`,
+or is parametrised with the ``s3`` storage; it is then marked ``services``. Everything else runs on a
+bare machine: ``pytest -m "not services"`` (the fast tier).
+"""
 from __future__ import annotations
 
 import json
@@ -12,13 +18,37 @@ import pytest
 from tests.support import BASE_IMAGE, REGISTRY, REPO, S3_ENDPOINT, S3_ENV, TEST_BUCKET, BuiltImages, run_step
 
 BUILD_TIMEOUT_S = 1800
+SERVICE_DIRS = ("build", "containers", "hardening", "pipelines", "serving")
+SERVICE_FIXTURES = {"s3_prefix", "built_images", "private_s3", "use_s3", "docker_client"}
+
+
+def needs_services(item: pytest.Item) -> bool:
+    relative = item.path.relative_to(REPO / "tests").parts
+    if relative and relative[0] in SERVICE_DIRS:
+        return True
+    if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "s3" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_services(item):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def s3_environment() -> None:
-    """Point boto3 at the real S3 server started by scripts/provision.sh, and make the test bucket."""
+def s3_environment(request: pytest.FixtureRequest) -> None:
+    """Point boto3 at the real S3 server started by scripts/provision.sh, and make the test bucket.
+
+    A run of the fast tier only (no test marked ``services``) needs no server: the bucket is not made.
+    """
     os.environ.update(S3_ENV)
     from mlops_runtime import storage
+
+    if not any(item.get_closest_marker("services") for item in request.session.items):
+        return
 
     storage._s3_client.cache_clear()
     client = storage.s3_client()

@@ -21,7 +21,7 @@ S3_ENV = {
     "AWS_ACCESS_KEY_ID": "mlops-test",
     "AWS_SECRET_ACCESS_KEY": "mlops-test-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "MLOPS_S3_MAX_ATTEMPTS": "3",
+    "MLOPS_S3_RETRY_SECONDS": "10",
 }
 REGISTRY = os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000")
 BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", f"{REGISTRY}/mlops-components/python-base:3.11-bookworm")

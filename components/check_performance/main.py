@@ -18,14 +18,12 @@ import base64
 import datetime as dt
 import html
 import io
-import json
-from pathlib import Path
 from typing import Any
 
 import click
 import pandas as pd
 
-from mlops_runtime import journal, metrics, models, outputs, step_io, storage
+from mlops_runtime import documents, journal, metrics, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, UsageError
 from mlops_runtime.lineage import input_record, lineage
@@ -90,13 +88,8 @@ def baseline_metrics(metric: str, model_uri: str, card: dict[str, Any], entry: d
     if not baseline_uri and not storage.exists(uri):
         raise BadInputError(f"no baseline: no {METRICS_FILE} beside the model and no registry entry; "
                             "pass --baseline-metrics-uri (evaluate's metrics.json)", label=label)
-    try:
-        document = json.loads(storage.read_bytes(uri, label=label))
-    except ValueError:
-        raise BadInputError(f"{uri}: not valid JSON", label=label) from None
-    value = _number(document.get(metric)) if isinstance(document, dict) else None
-    if value is None:
-        raise BadInputError(f"{uri}: no number '{metric}' in the metrics", label=label)
+    document = documents.metrics(storage.read_bytes(uri, label=label), uri, label=label, require=(metric,))
+    value = float(document[metric])
     if document.get("model_sha256") not in (None, card["model_sha256"]):
         raise BadInputError(f"{uri}: these metrics are of model sha256 {str(document['model_sha256'])[:12]}…, not of "
                             f"{model_uri} (sha256 {card['model_sha256'][:12]}…)", label=label)
@@ -207,12 +200,6 @@ padding:.5em 1em;display:inline-block}}</style></head><body>
 
 # ------------------------------------------------------------------------------------------ step
 
-def write_file(path: str, data: bytes) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-
-
 def verdict(value: float, low: float, high: float, baseline: float, tolerance: float) -> tuple[bool, str]:
     drop = baseline - value
     floor = baseline - tolerance
@@ -315,7 +302,8 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         "lineage": lineage("check_performance", parameters,
                            [batch_record, input_record(model_label, model_uri, stored.model_bytes)]),
     }
-    earlier = journal.read_recent(history_uri, HISTORY_PLOTTED - 1) if history_uri else []
+    earlier = journal.read_recent(history_uri, HISTORY_PLOTTED - 1, parse=documents.performance_record,
+                                  label="--history-uri") if history_uri else []
     history = [record for record in earlier if comparable(record, metric)] + [result]
     report = report_html(result, history)
 
@@ -330,17 +318,17 @@ def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: st
         ui_metrics = {name: scores[name] for name in metrics.SCALAR_METRICS}
         ui_metrics.update({f"baseline_{metric}": baseline, f"{metric}_ci_lower": low, f"{metric}_ci_upper": high,
                            "degraded": float(degraded)})
-        outputs.write_executor_output(
+        out.executor_output(
             executor_input, metrics=ui_metrics,
             confusion_matrix=(scores["confusion_matrix"]["labels"], scores["confusion_matrix"]["matrix"]),
             parameters=values)
-        outputs.write_parameter_outputs({name: (path, values[name]) for name, path in (
+        out.parameters({name: (path, values[name]) for name, path in (
             ("degraded", degraded_output_path), ("accuracy", accuracy_output_path),
             ("report_uri", report_uri_output_path), ("checked_batch_uri", checked_batch_uri_output_path),
             ("training_data_uri", training_data_uri_output_path),
             ("reference_profile_uri", reference_profile_uri_output_path))})
         if report_output_path:
-            write_file(report_output_path, report)
+            out.file(report_output_path, report, label="--report-output-path")
     log.info("%s %s: %s = %.4f, interval [%.4f, %.4f], baseline %.4f: %s", "DEGRADED" if degraded else "ok",
              model_uri, metric, value, low, high, baseline, reason)
     step_io.print_outputs(values)

@@ -64,12 +64,38 @@ def retraining_table(reference: pd.DataFrame, batch: pd.DataFrame, *, reference_
         raise BadInputError(f"{batch_uri}: columns differ from the reference {reference_uri} ({details})",
                             label="--batch-uri")
     complete = batch[list(reference.columns)].dropna()
+    for column in reference.columns:
+        check_same_kind(reference[column], complete[column], target=column == target_column,
+                        reference_uri=reference_uri, batch_uri=batch_uri)
     merged = pd.concat([reference, complete], ignore_index=True)
     for column in reference.columns:  # keep integer labels integer when the batch's column became float
         if pd.api.types.is_integer_dtype(reference[column]) and pd.api.types.is_float_dtype(merged[column]):
             if (merged[column] % 1 == 0).all():
                 merged[column] = merged[column].astype(reference[column].dtype)
     return merged, len(batch) - len(complete)
+
+
+VALUE_KINDS = {"integer": "number", "floating": "number", "mixed-integer-float": "number", "decimal": "number",
+               "string": "text", "boolean": "boolean", "datetime64": "datetime", "datetime": "datetime",
+               "date": "datetime"}
+
+
+def check_same_kind(reference: pd.Series, batch: pd.Series, *, target: bool, reference_uri: str,
+                    batch_uri: str) -> None:
+    """The batch's values of a column must be of the reference's kind (numbers, text, ...): one table
+    cannot hold both, and a label of another type is another class."""
+    if batch.empty or reference.empty:
+        return
+    kinds = [VALUE_KINDS.get(pd.api.types.infer_dtype(values, skipna=True), "mixed") for values in (reference, batch)]
+    if kinds[0] != kinds[1]:
+        raise BadInputError(f"{batch_uri}: column '{batch.name}' holds {kinds[1]} values where the reference "
+                            f"{reference_uri} holds {kinds[0]}", label="--batch-uri")
+    if target and pd.api.types.is_integer_dtype(reference) and pd.api.types.is_float_dtype(batch):
+        fractional = batch[batch % 1 != 0]
+        if len(fractional):
+            raise BadInputError(f"{batch_uri}: label column '{batch.name}' has non-integer values "
+                                f"({step_io.describe_values(fractional.unique().tolist())}) where the reference's "
+                                "labels are integers", label="--batch-uri")
 
 
 @step("decide_retrain", help="Decide to retrain when data drifted or performance degraded; when retraining, write "
@@ -121,7 +147,11 @@ def cli(drift_detected: bool, degraded: bool, batch_uri: str, reference_uri: str
     step_lineage = lineage("decide_retrain", {"drift_detected": drift_detected, "degraded": degraded,
                                               "reference_uri": reference_uri, "batch_uri": batch_uri,
                                               "target_column": target_column}, inputs)
-    payload = None if merged is None else tables.table_bytes(merged, step_io.lineage_metadata(step_lineage))
+    try:
+        payload = None if merged is None else tables.table_bytes(merged, step_io.lineage_metadata(step_lineage))
+    except (ValueError, TypeError) as error:  # pyarrow's errors derive from these: a column it cannot type
+        raise BadInputError(f"{batch_uri}: the batch and the reference cannot form one table "
+                            f"({' '.join(str(error).split())[:200]})", label="--batch-uri") from None
     decided_at = dt.datetime.now(dt.UTC)
     production = registry.production().pointer
     record: dict[str, Any] = {
@@ -141,7 +171,7 @@ def cli(drift_detected: bool, degraded: bool, batch_uri: str, reference_uri: str
                                     label="--registry-uri")
         out.put_json(decision_uri, {**record, "record_uri": record_uri}, label="--output-dir")
         values = {"retrain": retrain, "reason": reason, "data_uri": data_uri if retrain else ""}
-        outputs.write_parameter_outputs({name: (path, values[name]) for name, path in (
+        out.parameters({name: (path, values[name]) for name, path in (
             ("retrain", retrain_output_path), ("reason", reason_output_path), ("data_uri", data_uri_output_path))})
     log.info("%s (recorded in %s)", reason, record_uri)
     step_io.print_outputs(values)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlops_runtime import models, outputs, step_io, storage
+from mlops_runtime import documents, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError
 from mlops_runtime.log import get_logger
@@ -61,13 +61,8 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
                                 label="--model-uri") from None
 
     metrics_bytes = storage.read_bytes(metrics_uri, label="--metrics-uri")
-    try:
-        metrics = json.loads(metrics_bytes)
-    except ValueError:
-        raise BadInputError(f"{metrics_uri}: not valid JSON", label="--metrics-uri") from None
-    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
-        raise BadInputError(f"{metrics_uri}: no accuracy between 0 and 1 in the metrics", label="--metrics-uri")
+    metrics = documents.metrics(metrics_bytes, metrics_uri, label="--metrics-uri", require=("accuracy",))
+    accuracy = metrics["accuracy"]
     if metrics.get("model_sha256") != card["model_sha256"]:
         evaluated = str(metrics.get("model_sha256"))[:12]
         raise BadInputError(f"{metrics_uri}: these metrics are of model sha256 {evaluated}…, not of {model_uri} "
@@ -183,9 +178,10 @@ def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, th
         outcome = deploy(candidate, registry, threshold, compare_to_production)
     except ComponentError as error:
         raise error.about("--registry-uri") from None
-    outputs.write_parameter_outputs({name: (path, outcome[name]) for name, path in (
-        ("decision", decision_output_path), ("promoted", promoted_output_path),
-        ("registered_uri", registered_uri_output_path), ("reason", reason_output_path))})
+    with outputs.publication() as out:  # the registry is this step's output; only KFP files are published here
+        out.parameters({name: (path, outcome[name]) for name, path in (
+            ("decision", decision_output_path), ("promoted", promoted_output_path),
+            ("registered_uri", registered_uri_output_path), ("reason", reason_output_path))})
     step_io.print_outputs(outcome)
 
 

@@ -112,13 +112,13 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
     with outputs.publication(output_dir, lineage=report["lineage"]) as out:
         out.put_json(report_uri, report, label="--output-dir")
         out.put(html_uri, page, label="--output-dir")
-        outputs.write_parameter_outputs({
+        out.parameters({
             "drift_detected": (drift_detected_output_path, dataset["drift_detected"]),
             "drift_share": (drift_share_output_path, dataset["drift_share"]),
             "report_uri": (report_uri_output_path, report_uri),
             "html_report_uri": (html_report_uri_output_path, html_uri),
         })
-        outputs.write_executor_output(executor_input, metrics={
+        out.executor_output(executor_input, metrics={
             "drift_share": dataset["drift_share"], "n_drifted": dataset["n_drifted"],
             "n_features": dataset["n_features"], "drift_detected": float(dataset["drift_detected"])})
     log.info("%s: %d of %d features drifted (%s); columns loaded in %.2fs, statistics computed in %.2fs "

@@ -38,14 +38,14 @@ def cli(model_uri: str, test_uri: str, output_dir: str, executor_input: str | No
     }
     with outputs.publication(output_dir, lineage=document["lineage"]) as out:
         out.put_json(metrics_uri, document, label="--output-dir")
-    values = {"metrics_uri": metrics_uri, "accuracy": metrics["accuracy"]}
-    outputs.write_executor_output(
-        executor_input,
-        metrics={name: metrics[name] for name in SCALAR_METRICS},
-        confusion_matrix=(metrics["confusion_matrix"]["labels"], metrics["confusion_matrix"]["matrix"]),
-        parameters=values)
-    outputs.write_parameter_outputs({"metrics_uri": (metrics_uri_output_path, metrics_uri),
-                                     "accuracy": (accuracy_output_path, metrics["accuracy"])})
+        values = {"metrics_uri": metrics_uri, "accuracy": metrics["accuracy"]}
+        out.executor_output(
+            executor_input,
+            metrics={name: metrics[name] for name in SCALAR_METRICS},
+            confusion_matrix=(metrics["confusion_matrix"]["labels"], metrics["confusion_matrix"]["matrix"]),
+            parameters=values)
+        out.parameters({"metrics_uri": (metrics_uri_output_path, metrics_uri),
+                        "accuracy": (accuracy_output_path, metrics["accuracy"])})
     step_io.print_outputs(values)
 
 

@@ -45,7 +45,7 @@ def cli(dataset: str, source_uri: str | None, target_column: str, output_dir: st
 
     with outputs.publication(output_dir, lineage=step_lineage) as out:
         out.put(data_uri, payload, label="--output-dir")
-    outputs.write_parameter_outputs({"data_uri": (data_uri_output_path, data_uri)})
+        out.parameters({"data_uri": (data_uri_output_path, data_uri)})
     log.info("wrote %s: %d rows, %d columns", data_uri, table.shape[0], table.shape[1])
     step_io.print_outputs({"data_uri": data_uri})
 

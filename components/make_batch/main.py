@@ -28,6 +28,9 @@ from mlops_runtime.log import get_logger
 BATCH_FILE = "batch.parquet"
 SHIFT_KINDS = ("mean", "scale", "swap", "nan")
 MAX_SEED = 2**32 - 1
+# A batch is held in memory a few times over (drawn, shifted, serialised): bound it well below a machine's RAM.
+MAX_ROWS = 10_000_000
+MAX_CELLS = 50_000_000
 
 log = get_logger("make_batch")
 
@@ -158,8 +161,9 @@ def load_source(source_uri: str | None, dataset: str | None, target_column: str)
 @click.option("--dataset", default=None, callback=_dataset_or_none, metavar="|".join(datasets.DATASETS),
               help="scikit-learn bundled dataset to draw rows from instead of --source-uri; empty means none.")
 @click.option("--target-column", default="target", show_default=True, help="Label column of the source.")
-@click.option("--n-rows", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Rows in the batch, drawn at random (with replacement only when the source has fewer rows).")
+@click.option("--n-rows", type=click.IntRange(1, MAX_ROWS), default=200, show_default=True,
+              help="Rows in the batch, drawn at random (with replacement only when the source has fewer rows); "
+                   f"at most {MAX_ROWS:,} and at most {MAX_CELLS:,} values (rows × columns).")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed of the row draw, missing values and label noise: the same inputs give the same batch.")
 @click.option("--shift", "shifts", default="", callback=_parse_shifts, metavar="FEATURE:KIND=VALUE[;...]",
@@ -188,6 +192,9 @@ def cli(source_uri: str | None, dataset: str | None, target_column: str, n_rows:
             raise BadInputError(f"'{shift}': the label column cannot be shifted (use --label-noise)", label="--shift")
         step_io.require_column(source, shift.feature, uri=source_uri or f"the {dataset} dataset", label="--shift")
 
+    if n_rows * source.shape[1] > MAX_CELLS:
+        raise UsageError(f"{n_rows:,} rows of {source.shape[1]} columns are more than {MAX_CELLS:,} values; "
+                         f"ask for at most {MAX_CELLS // source.shape[1]:,} rows", label="--n-rows")
     rng = np.random.default_rng(random_state)
     rows = rng.choice(len(source), size=n_rows, replace=n_rows > len(source))
     batch = source.iloc[np.sort(rows)].reset_index(drop=True)
@@ -214,7 +221,7 @@ def cli(source_uri: str | None, dataset: str | None, target_column: str, n_rows:
 
     with outputs.publication(output_dir, lineage=step_lineage) as out:
         out.put(batch_uri, payload, label="--output-dir")
-        outputs.write_parameter_outputs({"batch_uri": (batch_uri_output_path, batch_uri)})
+        out.parameters({"batch_uri": (batch_uri_output_path, batch_uri)})
     log.info("wrote %s: %d rows from %s, shifts [%s], label noise %.2f, %s", batch_uri, n_rows,
              source_uri or dataset, ", ".join(map(str, shifts)), label_noise, "labeled" if keep_labels else "unlabeled")
     step_io.print_outputs({"batch_uri": batch_uri})

@@ -70,8 +70,7 @@ def cli(data_uri: str, target_column: str, test_size: float, random_state: int, 
     with outputs.publication(output_dir, lineage=step_lineage) as out:
         out.put(train_uri, train_bytes, label="--output-dir")
         out.put(test_uri, test_bytes, label="--output-dir")
-    outputs.write_parameter_outputs({"train_uri": (train_uri_output_path, train_uri),
-                                     "test_uri": (test_uri_output_path, test_uri)})
+        out.parameters({"train_uri": (train_uri_output_path, train_uri), "test_uri": (test_uri_output_path, test_uri)})
     log.info("wrote %s (%d rows) and %s (%d rows)", train_uri, len(train), test_uri, len(test))
     step_io.print_outputs({"test_uri": test_uri, "train_uri": train_uri})
 

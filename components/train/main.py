@@ -188,7 +188,7 @@ def cli(train_uri: str, target_column: str, task: str, estimator: str, categoric
         out.put(model_uri, payload, label="--output-dir")
         out.put(models.profile_uri_for(model_uri), profile, label="--output-dir")
         out.put_json(card_uri, card, label="--output-dir")
-    outputs.write_parameter_outputs({"model_uri": (model_uri_output_path, model_uri)})
+        out.parameters({"model_uri": (model_uri_output_path, model_uri)})
     log.info("wrote %s (%s, %s, %d input columns -> %d encoded, %d rows) and %s", model_uri, card["estimator"], task,
              len(kinds), card["n_encoded_features"], len(features), card_uri)
     step_io.print_outputs({"model_uri": model_uri})

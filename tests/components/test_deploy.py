@@ -352,8 +352,9 @@ def test_metrics_of_another_model_are_refused(step, base, candidate):
 
 @pytest.mark.parametrize("content, message", [
     (b"{not json", "not valid JSON"),
-    (b'{"accuracy": "high"}', "no accuracy between 0 and 1"),
-    (b'{"accuracy": 1.5}', "no accuracy between 0 and 1"),
+    (b'{"accuracy": "high"}', "accuracy: expected a finite number"),
+    (b'{"accuracy": 1.5}', "accuracy: 1.5 is outside [0, 1]"),
+    (b'{"accuracy": NaN}', "NaN is not a JSON value"),
     (b'{"accuracy": 0.99}', "these metrics are of model sha256 None"),
 ])
 def test_invalid_metrics_are_refused(step, base, candidate, content, message):

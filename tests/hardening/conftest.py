@@ -20,14 +20,18 @@ def private_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServ
 
 @pytest.fixture
 def use_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """``use_s3(server, attempts=N)`` points the runtime (in-process steps) at ``server``."""
+    """``use_s3(server, retry_seconds=S)`` points the runtime (in-process steps) at ``server``; without
+    ``retry_seconds`` the runtime's default retry window applies."""
 
-    def switch(server: SeaweedServer, *, attempts: int = 5, access_key: str | None = None,
+    def switch(server: SeaweedServer, *, retry_seconds: float | None = None, access_key: str | None = None,
                secret_key: str | None = None) -> None:
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key or server.access_key)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key or server.secret_key)
-        monkeypatch.setenv("MLOPS_S3_MAX_ATTEMPTS", str(attempts))
+        if retry_seconds is None:
+            monkeypatch.delenv("MLOPS_S3_RETRY_SECONDS", raising=False)
+        else:
+            monkeypatch.setenv("MLOPS_S3_RETRY_SECONDS", str(retry_seconds))
         fresh_clients()
 
     yield switch

@@ -13,12 +13,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = REPO / "components"
 RUNTIME_DIR = COMPONENTS / "mlops_runtime"
-WEED = REPO / ".venv" / "bin" / "weed"
+# the venv's SeaweedFS binary: the repository's own .venv, else the venv running the tests (a worktree)
+WEED = next((p for p in (REPO / ".venv" / "bin" / "weed", Path(sys.executable).parent / "weed") if p.exists()),
+            REPO / ".venv" / "bin" / "weed")
 PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
               "s3.port", "s3.port.grpc")
 
@@ -35,19 +36,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def max_retry_window(attempts: int) -> float:
-    """The longest total backoff botocore's standard mode sleeps across ``attempts`` attempts of one call.
-
-    Computed with botocore's own backoff at full jitter (random() == 1), so it follows botocore's
-    constants (a 50 ms base for non-throttling errors, doubling, capped at 20 s per retry).
-    """
-    from botocore.retries.standard import ExponentialBackoff
-
-    backoff = ExponentialBackoff(random=lambda: 1.0, service_name="s3")
-    return sum(backoff.delay_amount(SimpleNamespace(attempt_number=n, http_response=None))
-               for n in range(1, attempts))
 
 
 class SeaweedServer:
@@ -309,7 +297,7 @@ def the_error_line(stderr: str) -> str:
 
 HARDENED_RUN = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
 S3_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-               "MLOPS_S3_MAX_ATTEMPTS")
+               "MLOPS_S3_RETRY_SECONDS")
 
 
 def docker_run(image: str, *args: str, flags: tuple[str, ...] = (), s3: bool = False,

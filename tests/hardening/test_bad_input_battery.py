@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import fresh_clients
 from hardening_support import SeaweedServer, load_step, run_in_process, step_command, step_env, the_error_line
 
 from mlops_runtime import models, storage, tables
@@ -138,6 +139,23 @@ def build_world(root: Path, iam: SeaweedServer) -> World:
     write_model(root / "bad/untrusted", malicious, {**card, "model_sha256": storage.sha256_hex(malicious)})
     metrics = json.loads((good / "eval/metrics.json").read_text())
     (root / "bad/accuracy_above_one.json").write_text(json.dumps({**metrics, "accuracy": 1.7}))
+    (root / "bad/accuracy_nan.json").write_text(json.dumps({**metrics, "accuracy": float("nan")}))
+    (root / "bad/accuracy_null.json").write_text(json.dumps({**metrics, "accuracy": None}))
+    (root / "bad/n_samples_negative.json").write_text(json.dumps({**metrics, "n_samples": -3}))
+    (root / "bad/confusion_ragged.json").write_text(json.dumps(
+        {**metrics, "confusion_matrix": {**metrics["confusion_matrix"], "matrix": [[1, 2], [3]]}}))
+    (root / "bad/duplicate_accuracy.json").write_bytes(b'{"accuracy": 0.1, ' + json.dumps(metrics).encode()[1:])
+    write_model(root / "bad/card_features_text", model_bytes, {**card, "feature_names": "petal width (cm)"})
+    write_model(root / "bad/card_sha_number", model_bytes, {**card, "model_sha256": 12345})
+    write_model(root / "bad/card_list", model_bytes, None)
+    (root / "bad/card_list" / models.CARD_FILE).write_text(json.dumps([card]))
+    names = {0: "setosa", 1: "versicolor", 2: "virginica"}
+    (root / "bad/text_labels.csv").write_bytes(csv_bytes(iris.assign(target=iris.target.map(names))))
+    (root / "bad/fractional_labels.csv").write_bytes(csv_bytes(iris.assign(target=iris.target + 0.5)))
+    (root / "bad/boolean_feature.csv").write_bytes(csv_bytes(iris.assign(**{feature: iris[feature] > 1})))
+    (root / "bad/a_file").write_text("not a folder")
+    build_registries(root, good)
+    build_histories(root)
 
     locked = root / "locked"  # another user's private folder
     locked.mkdir()
@@ -152,6 +170,37 @@ def build_world(root: Path, iam: SeaweedServer) -> World:
                        ("metrics.json", good / "eval/metrics.json")):
         admin.put_object(Bucket=iam.bucket, Key=f"inputs/{name}", Body=path.read_bytes())
     return world
+
+
+def build_registries(root: Path, good: Path) -> None:
+    """A registry with one promoted version per tampering of its production pointer or entry."""
+    def registry(name: str) -> Path:
+        folder = root / "bad/registries" / name
+        must(run_in_process("deploy", "--model-uri", good / "model/model.skops", "--metrics-uri",
+                            good / "eval/metrics.json", "--registry-uri", folder, "--threshold", "0.5"))
+        return folder / "classifier"
+
+    for name, change in (("generation_text", {"generation": "two"}), ("generation_zero", {"generation": 0}),
+                         ("version_text", {"version": "1"}), ("accuracy_nan", {"metrics": {"accuracy": float("nan")}}),
+                         ("pointer_list", None)):
+        pointer_file = registry(name) / "production.json"
+        pointer = json.loads(pointer_file.read_text())
+        pointer_file.write_text(json.dumps([pointer] if change is None else {**pointer, **change}))
+    entry_file = registry("entry_sha") / "1" / "entry.json"
+    entry_file.write_text(json.dumps({**json.loads(entry_file.read_text()), "model_sha256": "not a digest"}))
+
+
+def build_histories(root: Path) -> None:
+    """Performance histories, each with one tampered record."""
+    record = {"checked_at": "2026-01-01T00:00:00+00:00", "metric": "accuracy", "value": 0.9, "baseline": 0.95,
+              "tolerance": 0.05, "ci": {"lower": 0.8, "upper": 0.95}, "degraded": False, "model_version": None}
+    for name, content in (("baseline_text", json.dumps({**record, "baseline": "high"})),
+                          ("ci_missing", json.dumps({k: v for k, v in record.items() if k != "ci"})),
+                          ("value_nan", json.dumps({**record, "value": float("nan")})),
+                          ("not_json", "{checked_at")):
+        folder = root / "bad/histories" / name
+        folder.mkdir(parents=True)
+        (folder / "20260101T000000000000Z-000000000000.json").write_text(content)
 
 
 def untrusted_model_bytes() -> bytes:
@@ -187,6 +236,9 @@ class Case:
     outputs: dict[str, str] = field(default_factory=dict)  # output option -> a bad value for it
     key: str | None = None  # run against the IAM server with battery-<key>
     unprivileged: bool = False  # run as its own process without root's file-access override
+    kfp: Callable[[World], dict[str, str]] | None = None  # KFP output options -> a bad path for them
+    env: dict[str, str] = field(default_factory=dict)  # e.g. an S3 endpoint where nothing answers
+    preserved: Callable[[World], str] | None = None  # a location the failing step must leave exactly as it was
 
     @property
     def id(self) -> str:
@@ -226,6 +278,17 @@ def retrain_args(*extra: str, batch: Callable[[World], str] | None = None,
     return lambda w: ["--drift-detected", "true", "--degraded", "false",
                       "--batch-uri", batch(w) if batch else w.path("good/batch/batch.parquet"),
                       "--reference-uri", reference(w) if reference else w.path("good/split/train.parquet"), *extra]
+
+
+def bad_registry(name: str) -> Callable[[World], list[str]]:
+    return lambda w: deploy_args()(w) + ["--compare-to-production", "true"]
+
+
+def history(name: str) -> Callable[[World], list[str]]:
+    return lambda w: performance_args("--history-uri", w.path("bad/histories", name))(w)
+
+
+DEAD_S3 = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "MLOPS_S3_RETRY_SECONDS": "1"}  # the discard port
 
 
 def table(name: str) -> Callable[[World], str]:
@@ -380,17 +443,129 @@ CASES = [
          retrain_args(reference=table("ragged"))),
 ]
 
+# Cases added for issue 10, one group per class of contract break the hostile battery found.
+CASES += [
+    # exit 1 for bad input: undecodable options, unbounded sizes, unwritable KFP files, label types
+    Case("load_data", "non-UTF-8 byte in the output folder", USAGE, "--output-dir", lambda w: [],
+         outputs={"--output-dir": "/tmp/battery-\udcff/out"}),
+    Case("load_data", "non-UTF-8 byte in the target column", USAGE, "--target-column",
+         lambda w: ["--source-uri", w.path("good/data/data.parquet"), "--target-column", "t\udcffrget"]),
+    Case("deploy", "non-UTF-8 byte in the model name", USAGE, "--model-name",
+         lambda w: deploy_args()(w) + ["--model-name", "caf\udce9"]),
+    Case("decide_retrain", "non-UTF-8 byte in the run id", USAGE, "--run-id",
+         lambda w: retrain_args()(w) + ["--run-id", "run-\udcff"]),
+    Case("make_batch", "a trillion rows", USAGE, "--n-rows", lambda w: ["--dataset", "iris", "--n-rows", str(10**12)]),
+    Case("make_batch", "more values than the batch bound", USAGE, "--n-rows",
+         lambda w: ["--dataset", "digits", "--n-rows", "5000000"]),
+    Case("load_data", "KFP output file under a file", BAD_INPUT, "--data-uri-output-path",
+         lambda w: ["--dataset", "iris"], kfp=lambda w: {"--data-uri-output-path": w.path("bad/a_file/data_uri")}),
+    Case("split", "KFP output file is a folder", USAGE, "--test-uri-output-path",
+         lambda w: ["--data-uri", w.path("good/data/data.parquet")],
+         kfp=lambda w: {"--test-uri-output-path": w.path("bad")}),
+    Case("evaluate", "KFP executor output file under a file", BAD_INPUT, "--executor-input",
+         model_args(GOOD_MODEL),
+         kfp=lambda w: {"--executor-input": json.dumps({"outputs": {"outputFile": w.path("bad/a_file/out.json")}})}),
+    Case("evaluate", "KFP executor input of the wrong shape", BAD_INPUT, "--executor-input", model_args(GOOD_MODEL),
+         kfp=lambda w: {"--executor-input": json.dumps({"outputs": {"outputFile": "/tmp/o.json",
+                                                                    "artifacts": {"metrics": []}}})}),
+    Case("train", "KFP output file in a read-only folder", STORAGE, "--model-uri-output-path",
+         lambda w: ["--train-uri", w.path("good/split/train.parquet"), "--n-estimators", "3"],
+         kfp=lambda w: {"--model-uri-output-path": w.path("locked/model_uri")}, unprivileged=True),
+    Case("decide_retrain", "batch labels are text, the reference's numbers", BAD_INPUT, "--batch-uri",
+         retrain_args(batch=table("text_labels"))),
+    Case("decide_retrain", "batch labels are fractions, the reference's integers", BAD_INPUT, "--batch-uri",
+         retrain_args(batch=table("fractional_labels"))),
+    Case("decide_retrain", "a numeric feature arrives as booleans", BAD_INPUT, "--batch-uri",
+         retrain_args(batch=table("boolean_feature"))),
+    # tampered or inconsistent documents
+    Case("deploy", "accuracy NaN in the metrics", BAD_INPUT, "--metrics-uri",
+         deploy_args(metrics="bad/accuracy_nan.json")),
+    Case("deploy", "accuracy null in the metrics", BAD_INPUT, "--metrics-uri",
+         deploy_args(metrics="bad/accuracy_null.json")),
+    Case("deploy", "negative sample count in the metrics", BAD_INPUT, "--metrics-uri",
+         deploy_args(metrics="bad/n_samples_negative.json")),
+    Case("deploy", "ragged confusion matrix in the metrics", BAD_INPUT, "--metrics-uri",
+         deploy_args(metrics="bad/confusion_ragged.json")),
+    Case("deploy", "a metric given twice", BAD_INPUT, "--metrics-uri",
+         deploy_args(metrics="bad/duplicate_accuracy.json")),
+    Case("check_performance", "baseline accuracy NaN", BAD_INPUT, "--baseline-metrics-uri",
+         performance_args(baseline="bad/accuracy_nan.json")),
+    Case("check_performance", "baseline accuracy null", BAD_INPUT, "--baseline-metrics-uri",
+         performance_args(baseline="bad/accuracy_null.json")),
+    Case("check_performance", "history record with a text baseline", BAD_INPUT, "--history-uri",
+         history("baseline_text"), preserved=path("bad/histories/baseline_text")),
+    Case("check_performance", "history record without its interval", BAD_INPUT, "--history-uri",
+         history("ci_missing"), preserved=path("bad/histories/ci_missing")),
+    Case("check_performance", "history record with a NaN value", BAD_INPUT, "--history-uri", history("value_nan"),
+         preserved=path("bad/histories/value_nan")),
+    Case("check_performance", "history record not JSON", BAD_INPUT, "--history-uri", history("not_json"),
+         preserved=path("bad/histories/not_json")),
+    Case("evaluate", "card's feature names not a list", MODEL, "--model-uri",
+         model_args("bad/card_features_text/model.skops")),
+    Case("evaluate", "card's sha256 a number", MODEL, "--model-uri", model_args("bad/card_sha_number/model.skops")),
+    Case("check_performance", "card is a list", MODEL, "--model-uri",
+         performance_args(model="bad/card_list/model.skops")),
+    Case("deploy", "production generation is text", MODEL, "--registry-uri", bad_registry("generation_text"),
+         outputs={"--registry-uri": "{bad}/registries/generation_text"}),
+    Case("deploy", "production generation is 0", MODEL, "--registry-uri", bad_registry("generation_zero"),
+         outputs={"--registry-uri": "{bad}/registries/generation_zero"}),
+    Case("deploy", "production version is text", MODEL, "--registry-uri", bad_registry("version_text"),
+         outputs={"--registry-uri": "{bad}/registries/version_text"}),
+    Case("deploy", "production accuracy NaN", MODEL, "--registry-uri", bad_registry("accuracy_nan"),
+         outputs={"--registry-uri": "{bad}/registries/accuracy_nan"}),
+    Case("deploy", "production pointer is a list", MODEL, "--registry-uri", bad_registry("pointer_list"),
+         outputs={"--registry-uri": "{bad}/registries/pointer_list"}),
+    Case("check_performance", "registry entry with a malformed sha256", MODEL, "--registry-uri",
+         lambda w: ["--registry-uri", w.path("bad/registries/entry_sha"), "--batch-uri",
+                    w.path("good/batch/batch.parquet"), "--n-bootstrap", "100"]),
+    Case("decide_retrain", "production pointer is a list", MODEL, "--registry-uri",
+         lambda w: ["--drift-detected", "true", "--degraded", "false", "--batch-uri",
+                    w.path("good/batch/batch.parquet")],
+         outputs={"--registry-uri": "{bad}/registries/pointer_list"}),
+    # hosts in URIs and invalid bucket names: refused at once, never written elsewhere or retried
+    Case("load_data", "file URI with a host", BAD_INPUT, "--output-dir", lambda w: ["--dataset", "iris"],
+         outputs={"--output-dir": "file://w/o"}),
+    Case("split", "input file URI with a host", BAD_INPUT, "--data-uri", lambda w: ["--data-uri", "file://host/tmp/x.csv"]),
+    Case("train", "output bucket name with capitals", BAD_INPUT, "--output-dir",
+         lambda w: ["--train-uri", w.path("good/split/train.parquet"), "--n-estimators", "3"],
+         outputs={"--output-dir": "s3://Bad_Bucket/out"}),
+    Case("deploy", "registry bucket name with a port", BAD_INPUT, "--registry-uri", deploy_args(),
+         outputs={"--registry-uri": "s3://mlops-test:9000/registry"}),
+    Case("detect_drift", "current table in a bucket named like an IP address", BAD_INPUT, "--current-uri",
+         drift_args(lambda w: "s3://192.168.0.1/batch.parquet")),
+    Case("make_batch", "source bucket name too short", BAD_INPUT, "--source-uri", lambda w: ["--source-uri", "s3://ab/x.csv"]),
+    # storage down: exit 4 with exactly one stderr line
+    Case("load_data", "S3 endpoint down", STORAGE, "--output-dir", lambda w: ["--dataset", "iris"],
+         outputs={"--output-dir": "s3://mlops-test/battery-dead/out"}, env=DEAD_S3),
+    Case("evaluate", "S3 endpoint down for an input", STORAGE, "--test-uri",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--test-uri", "s3://mlops-test/battery-dead/test.parquet"],
+         env=DEAD_S3),
+    Case("decide_retrain", "S3 registry down", STORAGE, "--registry-uri",
+         lambda w: retrain_args()(w), outputs={"--registry-uri": "s3://mlops-test/battery-dead/registry"}, env=DEAD_S3),
+]
 
-def parameter_files(step: str, folder: Path) -> list[str]:
+
+def parameter_files(step: str, folder: Path, overrides: dict[str, str]) -> list[str]:
     """Every KFP output file option of the step (and a valid executor input), all pointing into ``folder``."""
     args: list[str] = []
     for param in load_step(step).cli.params:
-        if param.name.endswith("_output_path"):
-            args += [f"--{param.name.replace('_', '-')}", str(folder / param.name)]
+        option = f"--{param.name.replace('_', '-')}"
+        if option in overrides:
+            args += [option, overrides[option]]
+        elif param.name.endswith("_output_path"):
+            args += [option, str(folder / param.name)]
         elif param.name == "executor_input":
             args += ["--executor-input", json.dumps({"outputs": {"outputFile": str(folder / "executor_output.json"),
                                                                  "artifacts": {}}})]
     return args
+
+
+def listing(uri: str) -> dict[str, str] | None:
+    """Every object under ``uri`` with its sha256 (None where it cannot be listed)."""
+    try:
+        return {item: storage.sha256_hex(storage.read_bytes(item)) for item in storage.list_uris(uri)}
+    except Exception:
+        return None
 
 
 @pytest.fixture
@@ -399,18 +574,31 @@ def scratch(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
-def test_bad_input_fails_cleanly(case: Case, world: World, use_s3, iam_s3: SeaweedServer, scratch: Path):
+def test_bad_input_fails_cleanly(case: Case, world: World, use_s3, iam_s3: SeaweedServer, scratch: Path,
+                                 monkeypatch: pytest.MonkeyPatch):
     kfp_files = scratch / "kfp"
     kfp_files.mkdir()
     outputs = {}
     for option in OUTPUT_OPTIONS.get(case.step, ("--output-dir",)):
         if option in case.outputs:
-            outputs[option] = case.outputs[option]
+            outputs[option] = case.outputs[option].replace("{bad}", world.path("bad"))
         elif case.key:
             outputs[option] = iam_s3.uri(f"out/{scratch.name}/{option.strip('-')}")
         else:
             outputs[option] = str(scratch / option.strip("-"))
-    args = [*case.args(world), *(a for pair in outputs.items() for a in pair), *parameter_files(case.step, kfp_files)]
+    kfp_overrides = case.kfp(world) if case.kfp else {}
+    args = [*case.args(world), *(a for pair in outputs.items() for a in pair),
+            *parameter_files(case.step, kfp_files, kfp_overrides)]
+    # outputs the case replaced (an existing registry...) and inputs it must not touch: unchanged afterwards
+    watched = [outputs[option] for option in case.outputs if option in outputs]
+    watched += [case.preserved(world)] if case.preserved else []
+    before = {uri: listing(uri) for uri in watched}
+    environment = monkeypatch.context()
+    patch = environment.__enter__()
+    for name, value in case.env.items():
+        patch.setenv(name, value)
+    if case.env:
+        fresh_clients()
 
     if case.unprivileged:
         done = subprocess.run([*WITHOUT_DAC_OVERRIDE, *step_command(case.step, *args)], env=step_env(),
@@ -423,21 +611,29 @@ def test_bad_input_fails_cleanly(case: Case, world: World, use_s3, iam_s3: Seawe
         code, stderr = result.exit_code, result.stderr
         if case.key:
             use_s3(iam_s3)  # the admin key, to look at what is there
+    environment.__exit__(None, None, None)  # the S3 settings as they were
+    if case.env:
+        fresh_clients()
 
     assert code == case.code, stderr
     line = the_error_line(stderr)
+    assert stderr.count("\n") == 1, f"more than the error line on stderr:\n{stderr}"
     if case.code == USAGE:  # click's own wording: "error: Invalid value for '--opt': ..."
         assert case.option in line, line
     else:
         assert line.startswith(f"error: {case.option}: "), line
     assert sorted(p.name for p in kfp_files.iterdir()) == []
+    for path in kfp_overrides.values():
+        assert not path.startswith("/") or not Path(path).is_file(), f"{path} was written"
     for option, uri in outputs.items():
         if option not in case.outputs:
             assert storage.list_uris(uri) == [], f"{option} has objects after a failure"
+    for uri in watched:
+        assert listing(uri) == before[uri], f"{uri} changed after a failure"
 
 
 def test_the_battery_covers_every_step_and_enough_cases():
     steps = {p.parent.name for p in Path(__file__).resolve().parents[2].glob("components/*/main.py")}
     assert {case.step for case in CASES} == steps
-    assert len(CASES) >= 40
+    assert len(CASES) >= 120
     assert len({case.id for case in CASES}) == len(CASES)

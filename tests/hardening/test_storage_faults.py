@@ -1,10 +1,10 @@
 """The object store failing under a running step: a private SeaweedFS is crashed and restarted.
 
-Retries come only from botocore's standard mode as mlops_runtime.storage configures it
-(``MLOPS_S3_MAX_ATTEMPTS`` total attempts). For refused connections each retry sleeps
-``random() * min(0.05 s * 2**i, 20 s)``, so the window is random below :func:`max_retry_window`:
-0.75 s at the default 5 attempts, 85.55 s at 13 attempts, where P(window < 10 s) is about 2e-4
-(Monte Carlo, 400k draws) against a measured SeaweedFS restart of 3.3-9 s.
+Retries are mlops_runtime.storage's: each S3 call retries transient faults (refused or reset connections,
+timeouts, 5xx) with full-jitter backoff capped at 2 s until ``MLOPS_S3_RETRY_SECONDS`` (default 30 s) have
+passed since its first attempt; botocore itself makes one attempt per call. A step therefore rides out a
+10 s outage (proved below against a SeaweedFS that is down for 10 s and then needs its restart time), and
+with S3 down throughout fails with exit 4 after at most the window plus one attempt's timeouts.
 """
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ import time
 
 import pandas as pd
 import pytest
-from hardening_support import max_retry_window, run_in_process, the_error_line
+from hardening_support import run_in_process, the_error_line
 
 from mlops_runtime import outputs, storage, tables
 from mlops_runtime.errors import ExitCode
 
 pytestmark = pytest.mark.slow
 
-DEFAULT_ATTEMPTS = 5  # mlops_runtime.storage.DEFAULT_MAX_ATTEMPTS
-LONG_ATTEMPTS = 13
-ATTEMPT_SLACK = 5.0  # seconds beyond the backoff for attempts, process overhead and a loaded 2-core machine
+SHORT_WINDOW = 2.0  # seconds: the window of the tests where S3 stays down
+OUTAGE_SECONDS = 10.0
+ATTEMPT_SLACK = 5.0  # seconds beyond the window for the last backoff, process overhead and a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -68,45 +68,54 @@ def crash_after(client, operation: str, action) -> list[float]:
     return fired
 
 
-def test_runtime_client_retries_in_botocores_standard_mode(private_s3, use_s3):
-    use_s3(private_s3, attempts=LONG_ATTEMPTS)
-    assert storage.s3_client().meta.config.retries == {"total_max_attempts": LONG_ATTEMPTS, "mode": "standard"}
-    assert max_retry_window(DEFAULT_ATTEMPTS) == pytest.approx(0.75)
-    assert max_retry_window(LONG_ATTEMPTS) == pytest.approx(85.55)
+def test_the_runtime_retries_itself_for_a_window_not_botocore(private_s3, use_s3):
+    use_s3(private_s3)
+    assert storage.s3_client().meta.config.retries == {"total_max_attempts": 1, "mode": "standard"}
+    assert storage.retry_seconds() == storage.DEFAULT_RETRY_SECONDS == 30
+    assert storage.DEFAULT_RETRY_SECONDS >= 2 * OUTAGE_SECONDS  # the outage plus SeaweedFS's 3-9 s restart
 
 
-def test_s3_back_within_the_retry_window_the_step_succeeds(private_s3, use_s3, iris_csv):
+def test_a_10_second_outage_is_ridden_out_with_the_default_window(private_s3, use_s3, iris_csv):
     private_s3.ensure_running()
-    use_s3(private_s3, attempts=LONG_ATTEMPTS)
-    source, output_dir = private_s3.uri("within/in.csv"), private_s3.uri("within/out")
+    use_s3(private_s3)  # the default window
+    source, output_dir = private_s3.uri("outage/in.csv"), private_s3.uri("outage/out")
     storage.write_bytes(source, iris_csv)
     client = storage.s3_client()
     sends = Sends(client)
-    restart = threading.Thread(target=private_s3.start)
+    back: list[float] = []
 
-    def crash_and_restart() -> None:
+    def outage() -> None:
+        time.sleep(OUTAGE_SECONDS)
+        private_s3.start()
+        back.append(time.monotonic())
+
+    restart = threading.Thread(target=outage)
+
+    def crash() -> None:
         private_s3.stop(signal.SIGKILL)
         restart.start()
 
-    crashed = crash_after(client, "GetObject", crash_and_restart)
+    crashed = crash_after(client, "GetObject", crash)
     try:
         result = run_in_process("load_data", "--source-uri", source, "--output-dir", output_dir)
     finally:
-        restart.join(90)
+        restart.join(120)
         sends.close()
-    assert crashed, "the fault was never injected"
+    assert crashed and back, "the fault was never injected"
+    assert back[0] - crashed[0] >= OUTAGE_SECONDS
     assert result.exit_code == 0, result.stderr
     first_op, _ = sends.after(crashed[0])[0]
     attempts = [at for op, at in sends.after(crashed[0]) if op == first_op]
-    assert len(attempts) > 1, "S3 was back before the step's next call: the outage was not exercised"
-    assert attempts[-1] - attempts[0] <= max_retry_window(LONG_ATTEMPTS) + ATTEMPT_SLACK
+    assert attempts[-1] >= back[0] - storage.BACKOFF_CAP_SECONDS - 1, "the step did not wait for S3 to come back"
+    assert len(attempts) > 3
     written = tables.parse_table(storage.read_bytes(storage.join(output_dir, "data.parquet")), "data.parquet")
     pd.testing.assert_frame_equal(written, pd.read_csv(io.BytesIO(iris_csv)), check_dtype=False)
+    assert outputs.verify_published(output_dir)["objects"]
 
 
 def test_s3_back_after_the_retry_window_fails_cleanly_and_writes_nothing(private_s3, use_s3, iris_csv):
     private_s3.ensure_running()
-    use_s3(private_s3, attempts=DEFAULT_ATTEMPTS)
+    use_s3(private_s3, retry_seconds=SHORT_WINDOW)
     source, output_dir = private_s3.uri("after/in.csv"), private_s3.uri("after/out")
     storage.write_bytes(source, iris_csv)
     client = storage.s3_client()
@@ -117,28 +126,29 @@ def test_s3_back_after_the_retry_window_fails_cleanly_and_writes_nothing(private
     finally:
         sends.close()
     assert crashed, "the fault was never injected"
-    failed_at = time.monotonic()
+
     assert result.exit_code == ExitCode.STORAGE, result.stderr
     line = the_error_line(result.stderr)
+    assert result.stderr.count("\n") == 1, result.stderr  # exactly one line, no warnings before it
     assert line.startswith(f"error: --output-dir: {output_dir}/")
-    assert f"unreachable after {DEFAULT_ATTEMPTS} attempts" in line
-    # botocore made exactly the configured attempts of the first call after the crash, then gave up
+    assert f"storage unreachable for {SHORT_WINDOW:.0f}." in line
     first_op, _ = sends.after(crashed[0])[0]
     attempts = [at for op, at in sends.after(crashed[0]) if op == first_op]
-    assert len(attempts) == DEFAULT_ATTEMPTS
-    assert attempts[-1] - attempts[0] <= max_retry_window(DEFAULT_ATTEMPTS) + ATTEMPT_SLACK
+    assert len(attempts) > 1
+    assert SHORT_WINDOW <= attempts[-1] - attempts[0] + storage.BACKOFF_CAP_SECONDS
+    assert attempts[-1] - attempts[0] <= SHORT_WINDOW + ATTEMPT_SLACK
 
     private_s3.start()  # back only now, well after the window closed
-    assert time.monotonic() - failed_at > max_retry_window(DEFAULT_ATTEMPTS)
     assert storage.list_uris(output_dir) == []
     assert storage.read_bytes(source) == iris_csv
 
 
 def test_s3_lost_between_two_objects_leaves_no_manifest(private_s3, use_s3, iris_csv):
     """The first object is stored, then S3 dies: the rollback cannot reach S3 to remove it, so the
-    folder keeps an orphan -- and no manifest, which is what tells readers it is incomplete."""
+    folder keeps an orphan -- and no manifest, which is what tells readers it is incomplete. The error
+    line says so; it is the only stderr line."""
     private_s3.ensure_running()
-    use_s3(private_s3, attempts=DEFAULT_ATTEMPTS)
+    use_s3(private_s3, retry_seconds=SHORT_WINDOW)
     source = private_s3.uri("between/in.csv")
     complete_dir, output_dir = private_s3.uri("between/complete"), private_s3.uri("between/out")
     storage.write_bytes(source, iris_csv)
@@ -147,10 +157,17 @@ def test_s3_lost_between_two_objects_leaves_no_manifest(private_s3, use_s3, iris
     assert outputs.is_complete(complete_dir), "split does not write its manifest: pass output_dir to publication()"
 
     crashed = crash_after(storage.s3_client(), "PutObject", lambda: private_s3.stop(signal.SIGKILL))
+    began = time.monotonic()
     result = run_in_process("split", "--data-uri", source, "--output-dir", output_dir)
+    elapsed = time.monotonic() - began
     assert crashed, "the fault was never injected"
     assert result.exit_code == ExitCode.STORAGE, result.stderr
-    assert the_error_line(result.stderr).startswith(f"error: --output-dir: {output_dir}/")
+    line = the_error_line(result.stderr)
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert line.startswith(f"error: --output-dir: {output_dir}/")
+    assert "1 partial output(s) could not be removed" in line and "no manifest was written" in line
+    # the rollback does not wait a second full window for a store that just proved unreachable
+    assert elapsed < SHORT_WINDOW + outputs.ROLLBACK_RETRY_SECONDS + 2 * ATTEMPT_SLACK
 
     private_s3.start()
     assert not outputs.is_complete(output_dir)
@@ -160,11 +177,13 @@ def test_s3_lost_between_two_objects_leaves_no_manifest(private_s3, use_s3, iris
     assert outputs.verify_published(output_dir)["objects"]
 
 
-@pytest.mark.parametrize("where", ["input", "output"])
-def test_s3_down_throughout_fails_with_exit_4_in_bounded_time(private_s3, use_s3, iris_csv, tmp_path, where):
+@pytest.mark.parametrize(("where", "window"), [("input", None), ("output", SHORT_WINDOW)])
+def test_s3_down_throughout_fails_with_exit_4_in_bounded_time(private_s3, use_s3, iris_csv, tmp_path, where,
+                                                             window):
     if private_s3.running():
         private_s3.stop(signal.SIGTERM)  # a graceful stop: SeaweedFS takes ~15 s to drain its filer
-    use_s3(private_s3, attempts=DEFAULT_ATTEMPTS)
+    use_s3(private_s3, retry_seconds=window)
+    bound = storage.retry_seconds()
     if where == "input":
         source, label = private_s3.uri("down/in.csv"), "--source-uri"
     else:
@@ -176,6 +195,7 @@ def test_s3_down_throughout_fails_with_exit_4_in_bounded_time(private_s3, use_s3
     elapsed = time.monotonic() - began
     assert result.exit_code == ExitCode.STORAGE, result.stderr
     line = the_error_line(result.stderr)
+    assert result.stderr.count("\n") == 1, result.stderr
     assert line.startswith(f"error: {label}: s3://{private_s3.bucket}/down/")
-    assert f"unreachable after {DEFAULT_ATTEMPTS} attempts" in line
-    assert elapsed < max_retry_window(DEFAULT_ATTEMPTS) + ATTEMPT_SLACK
+    assert f"storage unreachable for {bound:.0f}." in line
+    assert bound <= elapsed < bound + ATTEMPT_SLACK

@@ -99,3 +99,21 @@ def test_malformed_executor_input_is_refused_before_any_work():
         assert result.exit_code == ExitCode.BAD_INPUT
         assert result.stderr.startswith("error: --executor-input: ") and problem in result.stderr
         assert result.stderr.count("\n") == 1
+
+
+def test_an_option_that_is_not_utf8_is_a_usage_error_naming_it(tmp_path):
+    for args, option in ((["--output-dir", str(tmp_path / "x\udcff")], "--output-dir"),
+                         ([f"--output-dir={tmp_path}/\udcfe"], "--output-dir"), (["--count", "1\udcff"], "--count")):
+        result = run(*args)
+        assert result.exit_code == ExitCode.USAGE, result.stderr
+        assert result.stderr.startswith(f"error: {option}: not valid UTF-8 (byte 0x") and result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_non_utf8_argument_from_the_command_line(tmp_path):
+    script = "from mlops_runtime.cli import step\nimport click\n" \
+             "@step('x')\n@click.option('--name')\ndef cli(name):\n    print(name)\ncli()\n"
+    done = subprocess.run([sys.executable, "-c", script, "--name", b"caf\xe9"], capture_output=True,
+                          env=os.environ.copy())
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr == b"error: --name: not valid UTF-8 (byte 0xe9 at character 4)\n"

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from .errors import BadInputError, ComponentError, ExitCode
+from . import outputs
+from .errors import BadInputError, ComponentError, ExitCode, UsageError
 from .log import step_logging
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -50,6 +51,8 @@ class StepCommand(click.Command):
     def _exit_code(self, log: logging.Logger, *main_args: Any, **extra: Any) -> int:
         """Run the command; report any failure as one stderr line and return the documented exit code."""
         try:
+            args = main_args[0] if main_args and main_args[0] is not None else sys.argv[1:]
+            refuse_undecodable(list(args))
             result = super().main(*main_args, standalone_mode=False, **extra)
             # click returns the exit code of --help this way
             return result if isinstance(result, int) and not isinstance(result, bool) else ExitCode.OK
@@ -71,6 +74,25 @@ class StepCommand(click.Command):
             return ExitCode.INTERNAL
 
 
+def refuse_undecodable(args: list[str]) -> None:
+    """Refuse an argument that is not valid UTF-8 (Python keeps such bytes as lone surrogates, which no
+    URI, JSON document or log line can carry), naming its option."""
+    for index, arg in enumerate(args):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as error:
+            byte = arg[error.start].encode("utf-8", "surrogateescape")
+            if arg.startswith("--"):
+                option = arg.partition("=")[0]
+            elif index and args[index - 1].startswith("-"):
+                option = args[index - 1].partition("=")[0]
+            else:
+                option = f"argument {index + 1}"
+            option = option.encode("utf-8", "backslashreplace").decode()
+            raise UsageError(f"not valid UTF-8 (byte 0x{byte.hex()} at character {error.start + 1})",
+                             label=option) from None
+
+
 class FloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses NaN (every comparison with NaN is false, so click lets it through)."""
 
@@ -86,10 +108,17 @@ def step(name: str, help: str | None = None) -> Callable[[Callable[..., Any]], c
     return click.command(name=name, cls=StepCommand, help=help, context_settings=CONTEXT_SETTINGS)
 
 
+def _check_output_path(_ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
+    """Refuse up front, before any work, a KFP output file that could not be written at the end."""
+    if path:
+        outputs.check_output_path(path, label=param.opts[0])
+    return path
+
+
 def output_path_option(name: str, help: str) -> Callable[[Callable[..., Any]], Any]:
     """A ``--<name>-output-path`` option: the file KFP reads a parameter output from (optional)."""
-    return click.option(f"--{name.replace('_', '-')}-output-path", f"{name}_output_path",
-                        type=click.Path(dir_okay=False), default=None,
+    return click.option(outputs.parameter_option(name), f"{name}_output_path",
+                        type=click.Path(dir_okay=False), default=None, callback=_check_output_path,
                         help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
 
 
@@ -103,6 +132,9 @@ def _check_executor_input(_ctx: click.Context, _param: click.Parameter, text: st
         raise BadInputError(f"not valid JSON ({error})", label="--executor-input") from None
     if not isinstance(document, dict):
         raise BadInputError("expected a JSON object", label="--executor-input")
+    found = outputs.executor_output(text)  # the same checks as when it is written, and of its file's folder
+    if found is not None:
+        outputs.check_output_path(found[0], label="--executor-input")
     return text
 
 

@@ -6,7 +6,7 @@
 | 1    | internal error (a bug: please report it)                                  |
 | 2    | usage: an option is missing, malformed or out of range                    |
 | 3    | bad input data: a missing object, an unreadable or invalid table          |
-| 4    | storage: the object store failed or refused (after botocore's retries)    |
+| 4    | storage: the object store or file system failed or refused (after retries)|
 | 5    | model: a model file or card is missing, corrupted, tampered or unusable   |
 """
 from __future__ import annotations

@@ -9,11 +9,11 @@ never overwrite each other, and no writer needs a lock or a read of what is ther
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from . import storage
+from . import documents, storage
 from .errors import BadInputError
 from .log import get_logger
 from .outputs import Publication, json_bytes
@@ -31,12 +31,22 @@ def append(out: Publication, folder: str, document: dict[str, Any], *, at: dt.da
     return out.put(storage.join(folder, record_name(at)), json_bytes(document), label=label, if_absent=True)
 
 
-def read_recent(folder: str, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` records, oldest first; records that vanish or do not parse are skipped."""
+def read_recent(folder: str, limit: int, *, parse: Callable[..., dict[str, Any]] | None = None,
+                label: str | None = None) -> list[dict[str, Any]]:
+    """The newest ``limit`` records, oldest first. A record that vanished since the listing is skipped;
+    one that does not parse (``parse(data, uri, label=label)``, a :mod:`mlops_runtime.documents` reader) is refused."""
     records = []
     for uri in [u for u in storage.list_uris(folder) if u.endswith(".json")][-limit:]:
         try:
-            records.append(json.loads(storage.read_bytes(uri)))
-        except (ValueError, BadInputError) as error:
-            log.warning("skipping journal record %s: %s", uri, error)
+            data = storage.read_bytes(uri, label=label)
+        except BadInputError as error:
+            log.debug("journal record %s vanished: %s", uri, error)
+            continue
+        if parse is not None:
+            records.append(parse(data, uri, label=label))
+            continue
+        try:
+            records.append(documents.parse_json(data))
+        except documents.Invalid as invalid:
+            raise BadInputError(f"{uri}: not a valid journal record ({invalid})", label=label) from None
     return records

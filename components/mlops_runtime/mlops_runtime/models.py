@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from . import storage
+from . import documents, storage
 from .errors import BadInputError, ModelError
 
 MODEL_FILE = "model.skops"
@@ -160,12 +160,7 @@ def _read_card(model_uri: str, *, label: str | None) -> tuple[dict[str, Any], by
         raw = storage.read_bytes(card_uri, label=label)
     except BadInputError as error:
         raise ModelError(f"{card_uri}: model card not found beside the model", label=label) from error
-    try:
-        card = json.loads(raw)
-        card["model_sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise ModelError(f"{card_uri}: not a valid model card", label=label) from None
-    return card, raw
+    return documents.model_card(raw, card_uri, label=label), raw
 
 
 def read_card(model_uri: str, *, label: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Publishing outputs: all of a step's objects or none of them, then its KFP output parameters.
+"""Publishing outputs: all of a step's objects or none of them, then its KFP outputs.
 
 A step's output folder is complete only when its manifest, ``<output_dir>/_manifest.json``, exists.
 ``publication(output_dir)`` removes an older manifest first, writes the objects, and writes the manifest
@@ -6,6 +6,10 @@ A step's output folder is complete only when its manifest, ``<output_dir>/_manif
 what was written; after a SIGKILL, which nothing can intercept, objects may remain but no manifest does,
 so readers that follow the rule (:func:`read_manifest`, :func:`is_complete`, :func:`verify_published`)
 never take a partial folder for a result.
+
+KFP outputs (parameter files, the ExecutorOutput file, output artifacts' files) go through the same
+publication: checked before the step writes anything and written after the manifest, so a downstream
+task never receives the URI of an incomplete output; one that cannot be written removes everything.
 """
 from __future__ import annotations
 
@@ -14,22 +18,34 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from . import storage
 from .errors import BadInputError, ComponentError, StorageError
+from .kfp_files import (  # noqa: F401 (re-exported)
+    check_output_path,
+    executor_output,
+    parameter_option,
+    parameter_text,
+)
 from .log import get_logger
 
 log = get_logger(__name__)
 
 MANIFEST_FILE = "_manifest.json"
 MANIFEST_FORMAT = "mlops-components/manifest/v1"
+ROLLBACK_RETRY_SECONDS = 2.0
 
 
 class Publication:
-    """Objects written by one step; if the step fails before it completes, they are deleted again."""
+    """Objects written by one step and its KFP outputs; if the step fails before it completes, all are removed.
+
+    Inside the block a step writes its objects with ``put`` and registers its KFP outputs (``parameters``,
+    ``executor_output``, ``file``); :meth:`commit` writes the manifest, then the KFP files. A failure
+    at any point, a KFP file included, removes every object, the manifest and the KFP files written.
+    """
 
     def __init__(self, output_dir: str | None = None, *, lineage: dict[str, Any] | None = None,
                  label: str = "--output-dir") -> None:
@@ -38,6 +54,9 @@ class Publication:
         self.label = label
         self.written: list[str] = []
         self.objects: list[dict[str, Any]] = []
+        self.kfp_files: list[tuple[str, bytes, str]] = []  # (path, content, option naming it)
+        self.kfp_written: list[Path] = []
+        self.store_unreachable = False
 
     def put(self, uri: str, data: bytes, *, label: str | None = None, if_absent: bool = False) -> str:
         """Write one object as part of this publication; ``if_absent`` refuses to replace an existing one."""
@@ -48,6 +67,26 @@ class Publication:
 
     def put_json(self, uri: str, document: Any, *, label: str | None = None) -> str:
         return self.put(uri, json_bytes(document), label=label)
+
+    def parameters(self, values: dict[str, tuple[str | None, Any]]) -> None:
+        """KFP parameter outputs, ``{name: (path or None, value)}``, written at commit (a None path is skipped)."""
+        for name, (path, value) in values.items():
+            if path:
+                self.file(path, parameter_text(value).encode(), label=parameter_option(name))
+
+    def executor_output(self, executor_input: str | None, *, metrics: dict[str, float] | None = None,
+                        confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
+                        parameters: dict[str, Any] | None = None) -> None:
+        """KFP's ExecutorOutput (UI metrics, confusion matrix), written at commit; see :func:`executor_output`."""
+        found = executor_output(executor_input, metrics=metrics, confusion_matrix=confusion_matrix,
+                                parameters=parameters)
+        if found is not None:
+            self.file(found[0], found[1], label="--executor-input")
+
+    def file(self, path: str, data: bytes, *, label: str) -> None:
+        """A local file KFP collects (an outputPath), written at commit after the manifest."""
+        check_output_path(path, label=label)
+        self.kfp_files.append((path, data, label))
 
     def begin(self) -> None:
         """Invalidate the folder: remove a manifest left by an earlier run before writing anything."""
@@ -63,12 +102,13 @@ class Publication:
                                label=self.label) from None
 
     def commit(self) -> None:
-        """Write the manifest, last: from now on the folder is complete."""
-        if self.output_dir is None:
-            return
-        document = {"format": MANIFEST_FORMAT, "output_dir": self.output_dir, "objects": self.objects,
-                    "lineage": self.lineage}
-        self._write(manifest_uri(self.output_dir), json_bytes(document), label=self.label)
+        """Write the manifest (from now on the folder is complete), then the KFP files."""
+        if self.output_dir is not None:
+            document = {"format": MANIFEST_FORMAT, "output_dir": self.output_dir, "objects": self.objects,
+                        "lineage": self.lineage}
+            self._write(manifest_uri(self.output_dir), json_bytes(document), label=self.label)
+        for path, data, label in self.kfp_files:
+            self._write_kfp_file(Path(path), data, label=label)
 
     def _write(self, uri: str, data: bytes, *, label: str | None, if_absent: bool = False) -> None:
         # Recorded before writing: a write interrupted after the server stored the object (SIGTERM, or a
@@ -80,20 +120,46 @@ class Publication:
         except ComponentError as error:
             if _never_stored(error):
                 self.written.pop()
+            self.store_unreachable = _unreachable(error)
             raise
         if not created:  # another writer's object: never ours to roll back
             self.written.pop()
             raise StorageError(f"{uri}: an object of that name already exists", label=label)
 
-    def rollback(self) -> None:
+    def _write_kfp_file(self, target: Path, data: bytes, *, label: str) -> None:
+        self.kfp_written.append(target)
+        tmp = target.with_name(f".{target.name}.partial")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError as error:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise storage.local_error(str(target), error, writing=True).about(label) from None
+
+    def rollback(self) -> list[str]:
+        """Remove what was written; returns the objects that could not be removed (the store failed)."""
+        left: list[str] = []
+        # Once the store proved unreachable, a short window: the step is failing, do not wait a second time.
+        window = ROLLBACK_RETRY_SECONDS if self.store_unreachable else None
         with _sigterm_ignored():  # a second SIGTERM must not cut the clean-up short
+            for target in reversed(self.kfp_written):
+                try:
+                    target.unlink(missing_ok=True)
+                except OSError as error:
+                    log.debug("could not remove KFP output %s: %s", target, error)
+                    left.append(str(target))
             for uri in reversed(self.written):
                 try:
-                    storage.delete(uri)
-                except Exception as error:  # best effort: report, keep deleting the rest
-                    log.warning("could not remove partial output %s: %s", uri, error)
+                    storage.delete(uri, retry_window=window)
+                except Exception as error:  # best effort: keep deleting the rest, report in the error line
+                    log.debug("could not remove partial output %s: %s", uri, error)
+                    left.append(uri)
         self.written.clear()
         self.objects.clear()
+        self.kfp_written.clear()
+        return left
 
     def _name(self, uri: str) -> str:
         if self.output_dir and uri.startswith(self.output_dir + "/"):
@@ -103,19 +169,27 @@ class Publication:
 
 @contextmanager
 def publication(output_dir: str | None = None, *, lineage: dict[str, Any] | None = None,
-                label: str = "--output-dir") -> Iterator[Publication]:
-    """``with publication(output_dir, lineage=record) as out: out.put(...)``.
+                label: str = "--output-dir",
+                parameters: dict[str, tuple[str | None, Any]] | None = None) -> Iterator[Publication]:
+    """``with publication(output_dir, lineage=record, parameters={name: (path, value)}) as out: out.put(...)``.
 
-    An exception inside removes what was put. With ``output_dir`` the folder's manifest is removed
-    first and written last (see the module docstring); without it (older callers) no manifest is kept.
+    Every KFP output (``parameters`` here or ``out.parameters``/``out.executor_output``/``out.file`` inside)
+    is checked up front and written only after the manifest. An exception inside, or while committing,
+    removes what was written. With ``output_dir`` the folder's manifest is removed first and written
+    last; without it (a step whose output is elsewhere, e.g. the registry) no manifest is kept.
     """
     published = Publication(output_dir, lineage=lineage, label=label)
     try:
+        if parameters:
+            published.parameters(parameters)
         published.begin()
         yield published
         published.commit()
-    except BaseException:
-        published.rollback()
+    except BaseException as error:
+        left = published.rollback()
+        if left and isinstance(error, ComponentError):
+            error.args = (f"{error.args[0]} ({len(left)} partial output(s) could not be removed, e.g. {left[0]}; "
+                          "no manifest was written)",)
         raise
 
 
@@ -123,9 +197,15 @@ def _never_stored(error: ComponentError) -> bool:
     from botocore.exceptions import ClientError, EndpointConnectionError
 
     cause = error.__cause__  # None for local writes (atomic: a temporary file renamed into place)
+    if isinstance(cause, storage.Unreachable):
+        cause = cause.last
     if isinstance(cause, ClientError):  # a 4xx refusal; a 5xx may come after the backend stored it
         return int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500) < 500
     return cause is None or isinstance(cause, EndpointConnectionError)
+
+
+def _unreachable(error: ComponentError) -> bool:
+    return isinstance(error.__cause__, storage.Unreachable)
 
 
 @contextmanager
@@ -189,70 +269,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def parameter_text(value: Any) -> str:
-    """The text KFP expects in a parameter output file: booleans as true/false, no trailing newline."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def write_parameter_outputs(values: dict[str, tuple[str | None, Any]]) -> None:
-    """Write KFP parameter outputs: ``{name: (path or None, value)}``; a None path is skipped.
-
-    Called last, after every object is published, so a parameter never names a missing object.
-    """
-    for _name, (path, value) in values.items():
-        if not path:
-            continue
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.partial")
-        tmp.write_text(parameter_text(value), encoding="utf-8")
-        os.replace(tmp, target)
-
-
-def write_executor_output(executor_input: str | None, *, metrics: dict[str, float] | None = None,
-                          confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
-                          parameters: dict[str, Any] | None = None) -> None:
-    """Write KFP's ExecutorOutput so the UI shows scalar metrics and a confusion matrix.
-
-    ``executor_input`` is the JSON KFP substitutes for ``{executorInput: null}``; output artifacts
-    named ``metrics`` (system.Metrics) and ``classification_metrics`` (system.ClassificationMetrics)
-    receive the metadata when the component declares them. Without an executor input (a standalone
-    run) nothing is written.
-    """
-    if not executor_input:
-        return
-    spec = json.loads(executor_input)
-    outputs = spec.get("outputs", {})
-    output_file = outputs.get("outputFile")
-    if not output_file:
-        return
-    declared = outputs.get("artifacts", {})
-    artifacts: dict[str, Any] = {}
-
-    def artifact(name: str, metadata: dict[str, Any]) -> None:
-        if name not in declared:
-            return
-        runtime = dict(declared[name]["artifacts"][0])
-        runtime["metadata"] = {**runtime.get("metadata", {}), **metadata}
-        artifacts[name] = {"artifacts": [runtime]}
-
-    if metrics:
-        artifact("metrics", {k: float(v) for k, v in metrics.items()})
-    if confusion_matrix:
-        labels, rows = confusion_matrix
-        artifact("classification_metrics", {"confusionMatrix": {
-            "annotationSpecs": [{"displayName": str(label)} for label in labels],
-            "rows": [{"row": [int(v) for v in row]} for row in rows],
-        }})
-    document: dict[str, Any] = {"artifacts": artifacts}
-    if parameters:
-        document["parameterValues"] = parameters
-    target = Path(output_file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(document), encoding="utf-8")

@@ -20,13 +20,14 @@ same bytes (an S3 ETag is a content hash) and a lost update would show as a miss
 from __future__ import annotations
 
 import datetime as dt
-import json
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from . import storage
-from .errors import BadInputError, ModelError, StorageError
+from . import documents, storage
+from .errors import BadInputError, ComponentError, ModelError, StorageError
 from .log import get_logger
 from .models import CARD_FILE, MODEL_FILE
 from .outputs import json_bytes
@@ -40,6 +41,7 @@ MAX_CLAIM_TRIES = 50
 RESERVED_FILES = {MODEL_FILE, CARD_FILE, METRICS_FILE, ENTRY_FILE, CLAIM_FILE}
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,8 +50,21 @@ class Production:
     etag: str | None
 
 
+def _labelled(method: Callable[..., T]) -> Callable[..., T]:
+    """Errors of a registry method name the registry's option (``--registry-uri``) unless they name another."""
+    @functools.wraps(method)
+    def wrapper(self: ModelRegistry, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except ComponentError as error:
+            error.about(self.label)
+            raise
+    return wrapper
+
+
 class ModelRegistry:
-    def __init__(self, root: str, model_name: str) -> None:
+    def __init__(self, root: str, model_name: str, *, label: str = "--registry-uri") -> None:
+        self.label = label
         if not model_name or "/" in model_name or model_name in (".", ".."):
             raise BadInputError(f"'{model_name}' is not a valid model name", label="--model-name")
         location = storage.parse(root)
@@ -62,6 +77,7 @@ class ModelRegistry:
     def version_uri(self, version: int) -> str:
         return storage.join(self.base, str(version))
 
+    @_labelled
     def versions(self) -> list[int]:
         """Complete versions, oldest first."""
         found = set()
@@ -71,25 +87,30 @@ class ModelRegistry:
                 found.add(int(parts[0]))
         return sorted(found)
 
+    @_labelled
     def entry(self, version: int) -> dict[str, Any]:
         uri = storage.join(self.version_uri(version), ENTRY_FILE)
-        try:
-            return json.loads(storage.read_bytes(uri))
-        except ValueError:
-            raise ModelError(f"{uri}: corrupted registry entry") from None
+        entry = documents.registry_entry(storage.read_bytes(uri), uri)
+        if entry["version"] != version:
+            raise ModelError(f"{uri}: corrupted registry entry (version: {entry['version']}, not {version})")
+        return entry
 
+    @_labelled
     def find_by_sha(self, model_sha256: str) -> int | None:
         found = storage.read_with_etag(self._sha_index_uri(model_sha256))
         if found is None:
             return None
         try:
-            return int(json.loads(found[0])["version"])
-        except (ValueError, KeyError, TypeError):
-            raise ModelError(f"{self._sha_index_uri(model_sha256)}: corrupted registry index") from None
+            index = documents.validate(documents.parse_json(found[0]), {"version": documents.integer(1)},
+                                       required=("version",))
+        except documents.Invalid as invalid:
+            raise ModelError(f"{self._sha_index_uri(model_sha256)}: corrupted registry index ({invalid})") from None
+        return index["version"]
 
     def _sha_index_uri(self, model_sha256: str) -> str:
         return storage.join(self.base, SHA_INDEX_DIR, f"{model_sha256}.json")
 
+    @_labelled
     def register(self, *, model: bytes, card: bytes, metrics: bytes, entry: dict[str, Any],
                  extra_files: dict[str, bytes] | None = None) -> tuple[int, bool]:
         """Store a model version; returns (version, created). The entry file is written last."""
@@ -104,7 +125,8 @@ class ModelRegistry:
         version = self._claim_version()
         uri = self.version_uri(version)
         files = {MODEL_FILE: model, CARD_FILE: card, METRICS_FILE: metrics, **extra_files}
-        written: list[str] = []
+        # The claim goes too when the registration fails: no number is left taken by a version that never was.
+        written: list[str] = [storage.join(uri, CLAIM_FILE)]
         try:
             for name, data in files.items():
                 storage.write_bytes(storage.join(uri, name), data)
@@ -138,18 +160,15 @@ class ModelRegistry:
             candidate += 1
         raise StorageError(f"{self.base}: could not claim a new version after {MAX_CLAIM_TRIES} tries")
 
+    @_labelled
     def production(self) -> Production:
         found = storage.read_with_etag(storage.join(self.base, POINTER_FILE))
         if found is None:
             return Production(None, None)
         data, etag = found
-        try:
-            pointer = json.loads(data)
-            int(pointer["version"]), pointer["model_sha256"]
-        except (ValueError, KeyError, TypeError):
-            raise ModelError(f"{storage.join(self.base, POINTER_FILE)}: corrupted production pointer") from None
-        return Production(pointer, etag)
+        return Production(documents.production_pointer(data, storage.join(self.base, POINTER_FILE)), etag)
 
+    @_labelled
     def promote(self, version: int, *, reason: str, expected: Production) -> bool:
         """Point production at ``version`` if production is still what ``expected`` saw.
 
@@ -167,6 +186,7 @@ class ModelRegistry:
             return storage.write_bytes(target, json_bytes(pointer), if_absent=True)
         return storage.write_bytes(target, json_bytes(pointer), if_match=expected.etag)
 
+    @_labelled
     def resolve_model_uri(self, reference: str) -> str:
         """``production`` or a version number to the model URI in this registry."""
         if reference == "production":
@@ -183,8 +203,8 @@ def _remove(uris: Any) -> None:
     for uri in uris:
         try:
             storage.delete(uri)
-        except Exception as error:  # best effort: report, keep removing the rest
-            log.warning("could not remove %s: %s", uri, error)
+        except Exception as error:  # best effort (the registration's own error is what the step reports)
+            log.debug("could not remove %s: %s", uri, error)
 
 
 def _now() -> str:

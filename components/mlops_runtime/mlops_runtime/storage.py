@@ -1,24 +1,43 @@
 """Read and write objects by URI: ``s3://bucket/key`` through boto3, or a local path (``file://`` allowed).
 
 S3 goes through boto3's standard credential chain; ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``)
-selects any S3-compatible server (MinIO, SeaweedFS, Ceph...). Transient faults are retried by
-botocore's own ``standard`` retry mode; ``MLOPS_S3_MAX_ATTEMPTS`` (default 5) sets its total attempts.
+selects any S3-compatible server (MinIO, SeaweedFS, Ceph...). A transient fault (connection refused or
+reset, a timeout, a 5xx or throttling answer) is retried with capped exponential backoff until
+``MLOPS_S3_RETRY_SECONDS`` (default 30) have passed since the call's first attempt; the step then
+fails with exit 4. Each attempt also waits at most ``MLOPS_S3_CONNECT_TIMEOUT`` (5 s) to connect and
+``MLOPS_S3_READ_TIMEOUT`` (60 s) for an answer, so a call gives up at the latest after the window plus
+one attempt's timeouts.
 
 Every write is atomic for a reader: one S3 PUT, or a local temporary file renamed into place.
 """
 from __future__ import annotations
 
-import functools
+import errno
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
-from .errors import BadInputError, StorageError
+from .errors import BadInputError, ComponentError, StorageError
+from .s3 import (  # noqa: F401 (re-exported: the runtime's S3 client and retry policy)
+    BACKOFF_CAP_SECONDS,
+    DEFAULT_RETRY_SECONDS,
+    Unreachable,
+    _s3_client,
+    _s3_error,
+    _s3_failures,
+    _with_retries,
+    retry_seconds,
+    s3_client,
+)
 
-DEFAULT_MAX_ATTEMPTS = 5
+# S3's bucket naming rules (the ones every current bucket follows): 3-63 lowercase letters, digits,
+# '.' and '-', starting and ending with a letter or digit, no '..' and not an IPv4 address.
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+LOCAL_HOSTS = ("", "localhost")
 
 
 @dataclass(frozen=True)
@@ -28,20 +47,38 @@ class S3Location:
 
 
 def parse(uri: str) -> S3Location | Path:
-    """Return an ``S3Location`` for ``s3://`` URIs and a ``Path`` for local ones."""
+    """Return an ``S3Location`` for ``s3://`` URIs and a ``Path`` for local ones.
+
+    The URI is split by hand, not by ``urllib``: '?' and '#' are ordinary characters of an S3 key or
+    a file name, never a query or fragment to drop.
+    """
     if not uri:
         raise BadInputError("empty URI")
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        key = parsed.path.lstrip("/")
-        if not parsed.netloc or not key:
+    scheme, colon, rest = uri.partition(":")
+    scheme = scheme.lower() if colon else ""
+    if scheme == "s3":
+        bucket, _, key = rest.removeprefix("//").partition("/")
+        if not rest.startswith("//") or not bucket or not key.strip("/"):
             raise BadInputError(f"{uri}: an s3 URI needs a bucket and a key (s3://bucket/key)")
-        return S3Location(parsed.netloc, key)
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    if parsed.scheme and len(parsed.scheme) > 1:  # "C:" style drive letters are not schemes
-        raise BadInputError(f"{uri}: unsupported URI scheme '{parsed.scheme}' (use s3:// or a local path)")
+        check_bucket_name(bucket, uri)
+        return S3Location(bucket, key.lstrip("/"))
+    if scheme == "file":
+        if not rest.startswith("//"):  # file:relative/path or file:/absolute
+            return Path(rest)
+        host, slash, path = rest[2:].partition("/")
+        if host.lower() not in LOCAL_HOSTS:
+            raise BadInputError(f"{uri}: a file URI names a file on this machine: file:///path "
+                                f"(not a host '{host}')")
+        return Path(slash + path)
+    if scheme and len(scheme) > 1 and re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):  # "C:" is a drive letter
+        raise BadInputError(f"{uri}: unsupported URI scheme '{scheme}' (use s3:// or a local path)")
     return Path(uri)
+
+
+def check_bucket_name(bucket: str, uri: str) -> None:
+    if not BUCKET_NAME.match(bucket) or ".." in bucket or IPV4.match(bucket):
+        raise BadInputError(f"{uri}: '{bucket}' is not a valid S3 bucket name (3-63 lowercase letters, digits, "
+                            "'.' or '-', starting and ending with a letter or digit)")
 
 
 def join(base: str, *parts: str) -> str:
@@ -52,53 +89,7 @@ def join(base: str, *parts: str) -> str:
     return joined
 
 
-def max_attempts() -> int:
-    return int(os.environ.get("MLOPS_S3_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
-
-
-@functools.cache
-def _s3_client(attempts: int):
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"total_max_attempts": attempts, "mode": "standard"},
-        connect_timeout=float(os.environ.get("MLOPS_S3_CONNECT_TIMEOUT", 5)),
-        read_timeout=float(os.environ.get("MLOPS_S3_READ_TIMEOUT", 60)),
-    )
-    return boto3.client("s3", config=config)
-
-
-def s3_client():
-    return _s3_client(max_attempts())
-
-
-def _s3_error(uri: str, error: Exception, *, reading: bool) -> Exception:
-    """Map a boto3/botocore exception to a component error with a one-line message.
-
-    A missing bucket is bad input when a step reads an input object (``reading``); for writes, listings,
-    existence checks and the registry's pointers it is a storage misconfiguration.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(error, ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("NoSuchBucket",):
-            return (BadInputError if reading else StorageError)(f"{uri}: no such bucket")
-        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
-            return BadInputError(f"{uri}: no such object")
-        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
-            return StorageError(f"{uri}: access denied ({code})")
-        return StorageError(f"{uri}: S3 error {code or status}")
-    if isinstance(error, BotoCoreError):
-        return StorageError(f"{uri}: storage unreachable after {max_attempts()} attempts ({type(error).__name__})")
-    return error
-
-
 def read_bytes(uri: str, *, label: str | None = None) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         location = parse(uri)
         if isinstance(location, Path):
@@ -110,9 +101,12 @@ def read_bytes(uri: str, *, label: str | None = None) -> bytes:
                 raise BadInputError(f"{uri}: is a directory, not a file") from None
             except PermissionError:
                 raise StorageError(f"{uri}: permission denied") from None
+            except OSError as error:
+                raise local_error(uri, error) from None
+        client = s3_client()
         try:
-            return s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
-        except (ClientError, BotoCoreError) as error:
+            return _with_retries(lambda: client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
+        except _s3_failures() as error:
             raise _s3_error(uri, error, reading=True) from error
     except (BadInputError, StorageError) as error:
         if label:
@@ -129,7 +123,7 @@ def write_bytes(uri: str, data: bytes, *, label: str | None = None, if_absent: b
     current ETag (see :func:`read_with_etag`) is another one (S3 ``If-Match``). Locally the same
     holds through an exclusive hard link and a lock file.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     try:
         location = parse(uri)
@@ -140,8 +134,9 @@ def write_bytes(uri: str, data: bytes, *, label: str | None = None, if_absent: b
         extra: dict[str, str] = {"IfNoneMatch": "*"} if if_absent else {}
         if if_match is not None:
             extra["IfMatch"] = if_match
+        client = s3_client()
         try:
-            s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data, **extra)
+            _with_retries(lambda: client.put_object(Bucket=location.bucket, Key=location.key, Body=data, **extra))
             return True
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
@@ -149,7 +144,7 @@ def write_bytes(uri: str, data: bytes, *, label: str | None = None, if_absent: b
             if conditional and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 return False
             raise _s3_error(uri, error, reading=False) from error
-        except BotoCoreError as error:
+        except _s3_failures() as error:
             raise _s3_error(uri, error, reading=False) from error
     except (BadInputError, StorageError) as error:
         if label:
@@ -168,7 +163,7 @@ def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as error:
-        raise StorageError(f"{path}: cannot write ({error.strerror})") from None
+        raise local_error(str(path), error, writing=True) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -184,7 +179,7 @@ def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
             os.replace(tmp, path)
         return True
     except OSError as error:
-        raise StorageError(f"{path}: cannot write ({error.strerror})") from None
+        raise local_error(str(path), error, writing=True) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -193,8 +188,12 @@ def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:
 def _replace_local_if_match(path: Path, data: bytes, etag: str) -> bool:
     import fcntl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(f".{path.name}.lock"), "w")  # noqa: SIM115 (closed below)
+    except OSError as error:
+        raise local_error(str(path), error, writing=True) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = sha256_hex(path.read_bytes()) if path.is_file() else None
         if current != etag:
@@ -204,18 +203,25 @@ def _replace_local_if_match(path: Path, data: bytes, etag: str) -> bool:
 
 def read_with_etag(uri: str, *, label: str | None = None) -> tuple[bytes, str] | None:
     """The object's bytes and an ETag for a later ``write_bytes(if_match=...)``; None if absent."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     location = parse(uri)
     if isinstance(location, Path):
         if not location.is_file():
             return None
-        data = location.read_bytes()
+        try:
+            data = location.read_bytes()
+        except OSError as error:
+            mapped = local_error(uri, error)
+            raise (mapped.about(label) if label else mapped) from None
         return data, sha256_hex(data)
-    try:
-        response = s3_client().get_object(Bucket=location.bucket, Key=location.key)
+    client = s3_client()
+
+    def get() -> tuple[bytes, str]:
+        response = client.get_object(Bucket=location.bucket, Key=location.key)
         return response["Body"].read(), response["ETag"]
-    except (ClientError, BotoCoreError) as error:
+
+    try:
+        return _with_retries(get)
+    except _s3_failures() as error:
         mapped = _s3_error(uri, error, reading=False)
         if isinstance(mapped, BadInputError):
             return None
@@ -223,34 +229,37 @@ def read_with_etag(uri: str, *, label: str | None = None) -> tuple[bytes, str] |
 
 
 def exists(uri: str) -> bool:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     location = parse(uri)
     if isinstance(location, Path):
         return location.is_file()
+    client = s3_client()
     try:
-        s3_client().head_object(Bucket=location.bucket, Key=location.key)
+        _with_retries(lambda: client.head_object(Bucket=location.bucket, Key=location.key))
         return True
     except ClientError as error:
         mapped = _s3_error(uri, error, reading=False)
-        if isinstance(mapped, BadInputError):
+        if isinstance(mapped, BadInputError) and "no such object" in str(mapped):
             return False
         raise mapped from error
-    except BotoCoreError as error:
+    except _s3_failures() as error:
         raise _s3_error(uri, error, reading=False) from error
 
 
-def delete(uri: str) -> None:
-    """Remove one object; a missing object is not an error."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+def delete(uri: str, *, retry_window: float | None = None) -> None:
+    """Remove one object; a missing object is not an error. ``retry_window`` overrides :func:`retry_seconds`."""
     location = parse(uri)
     if isinstance(location, Path):
-        location.unlink(missing_ok=True)
+        try:
+            location.unlink(missing_ok=True)
+        except OSError as error:
+            raise local_error(uri, error) from None
         return
+    client = s3_client()
     try:
-        s3_client().delete_object(Bucket=location.bucket, Key=location.key)
-    except (ClientError, BotoCoreError) as error:
+        _with_retries(lambda: client.delete_object(Bucket=location.bucket, Key=location.key), window=retry_window)
+    except _s3_failures() as error:
         mapped = _s3_error(uri, error, reading=False)
         if not isinstance(mapped, BadInputError):
             raise mapped from error
@@ -258,8 +267,6 @@ def delete(uri: str) -> None:
 
 def list_uris(prefix: str) -> list[str]:
     """Every object URI under ``prefix`` (a folder-like URI), sorted."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     location = parse(join(prefix, "x"))
     if isinstance(location, Path):
         root = location.parent
@@ -267,15 +274,27 @@ def list_uris(prefix: str) -> list[str]:
             return []
         return sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.endswith(".partial"))
     folder = location.key[: -len("x")]
-    uris: list[str] = []
+    client = s3_client()
+
+    def listing() -> list[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=folder)
+        return [f"s3://{location.bucket}/{item['Key']}" for page in pages for item in page.get("Contents", [])]
+
     try:
-        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=folder)
-        for page in pages:
-            uris.extend(f"s3://{location.bucket}/{item['Key']}" for item in page.get("Contents", []))
-    except (ClientError, BotoCoreError) as error:
+        return sorted(_with_retries(listing))
+    except _s3_failures() as error:
         raise _s3_error(prefix, error, reading=False) from error
-    return sorted(uris)
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def local_error(uri: str, error: OSError, *, writing: bool = False) -> ComponentError:
+    """A local file error as a documented one: a path that cannot name a file is bad input (exit 3); a file
+    system that refuses (permissions, read-only, full) is storage (exit 4)."""
+    reason = error.strerror or type(error).__name__
+    if error.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) or (
+            writing and error.errno == errno.EEXIST):
+        return BadInputError(f"{uri}: not a usable file path ({reason})")
+    return StorageError(f"{uri}: cannot {'write' if writing else 'read'} ({reason})")

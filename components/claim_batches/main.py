@@ -1,0 +1,64 @@
+"""claim_batches: the oldest production batches no monitoring run has checked yet, claimed for this run."""
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from mlops_runtime import outputs, step_io, watermark
+from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.errors import ComponentError
+from mlops_runtime.log import get_logger
+
+log = get_logger("claim_batches")
+
+
+@step("claim_batches", help="Claim, for one monitoring run, the oldest batches under --batches-uri that the "
+                            "model's watermark (<registry>/<model>/watermark.json) does not list as "
+                            "checked, at most --max-batches of them, in URI order (name batch folders by time).")
+@click.option("--batches-uri", required=True, help="Folder (s3://... or a local path) holding the production batches.")
+@click.option("--file-name", default="batch.parquet", show_default=True,
+              help="Name of a batch file below --batches-uri; '*.parquet' takes every Parquet file.")
+@click.option("--registry-uri", required=True, help="Model registry root (s3://... or a local folder).")
+@click.option("--model-name", default="classifier", show_default=True, help="Name of the model in the registry.")
+@click.option("--run-id", required=True, help="The monitoring run claiming the batches; the same id claims the "
+                                              "same batches again (a retried task).")
+@click.option("--max-batches", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="Most batches one run claims; the rest wait for the next run.")
+@click.option("--lease-minutes", type=click.IntRange(1, 7 * 24 * 60), default=120, show_default=True,
+              help="After this long without completion a claim may be taken over by another run.")
+@output_path_option("batch_uris", "JSON list of the claimed batch URIs, oldest first.")
+@output_path_option("n_batches", "How many batches were claimed.")
+@output_path_option("n_pending", "Unchecked batches left for later runs.")
+def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, run_id: str, max_batches: int,
+        lease_minutes: int, batch_uris_output_path: str | None, n_batches_output_path: str | None,
+        n_pending_output_path: str | None) -> None:
+    if not run_id.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--run-id'")
+    for name, path in (("batch_uris", batch_uris_output_path), ("n_batches", n_batches_output_path),
+                       ("n_pending", n_pending_output_path)):
+        if path:  # before the watermark changes: a claim nobody can read back would strand the batches
+            outputs.check_output_path(path, label=outputs.parameter_option(name))
+    try:
+        mark = watermark.Watermark(registry_uri, model_name)
+    except ComponentError as error:
+        raise error.about("--registry-uri") from None
+    try:
+        candidates = watermark.list_batches(batches_uri, file_name)
+    except ComponentError as error:
+        raise error.about("--batches-uri") from None
+    try:
+        claim = mark.claim(candidates, run_id=run_id, limit=max_batches, lease=dt.timedelta(minutes=lease_minutes))
+    except ComponentError as error:
+        raise error.about("--registry-uri") from None
+    log.info("claimed %d of %d batches under %s (%d left for later runs)", len(claim.batches), len(candidates),
+             batches_uri, claim.pending)
+    with outputs.publication() as out:  # the watermark is this step's output; only KFP files are published here
+        out.parameters({"batch_uris": (batch_uris_output_path, claim.batches),
+                        "n_batches": (n_batches_output_path, len(claim.batches)),
+                        "n_pending": (n_pending_output_path, claim.pending)})
+    step_io.print_outputs({"batch_uris": claim.batches, "n_batches": len(claim.batches), "n_pending": claim.pending})
+
+
+if __name__ == "__main__":
+    cli()
