@@ -22,8 +22,19 @@ MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
 PROFILE_FILE = "reference_profile.json"  # the training data's drift profile (mlops_runtime.drift)
 
-# Types skops does not trust by default but a tree ensemble needs; nothing else is ever loaded.
-TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+# Types skops does not trust by default, per estimator family (mlops_runtime.estimators); nothing else is
+# ever loaded. Every model's preprocessing (mlops_runtime.preprocessing) needs PREPROCESSING_TYPES:
+# SimpleImputer records its fitted dtype as a numpy.dtype.
+PREPROCESSING_TYPES = ["mlops_runtime.preprocessing.CalendarFeatures", "mlops_runtime.preprocessing.CategoryText",
+                       "mlops_runtime.preprocessing.NumericValues", "numpy.dtype"]
+TRUSTED_TYPES_BY_ESTIMATOR = {
+    "random_forest": ["sklearn.tree._tree.Tree"],
+    # the fitted trees, and the check_array partial of its internal categorical preprocessor
+    "hist_gradient_boosting": ["functools.partial", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+                               "sklearn.utils.validation.check_array"],
+    "linear": [],
+}
+TRUSTED_TYPES = sorted({*PREPROCESSING_TYPES, *(t for types in TRUSTED_TYPES_BY_ESTIMATOR.values() for t in types)})
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _FILE_NAME = re.compile(r"^\d+\.npy$")
@@ -58,7 +69,7 @@ def _canonical(data: bytes) -> bytes:
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
             out = {}
-            for key, value in node.items():
+            for key, value in sorted(node.items()):  # in output order: numbering independent of attribute order
                 if key == "__id__" and isinstance(value, int):
                     out[key] = ids.setdefault(value, len(ids) + 1)
                 elif isinstance(value, str) and _FILE_NAME.match(value) and value in source.namelist():
@@ -81,7 +92,29 @@ def _canonical(data: bytes) -> bytes:
 
         add("schema.json", json.dumps(canonical_schema, indent=2, sort_keys=True).encode())
         for old, new in sorted(files.items(), key=lambda item: item[1]):
-            add(new, source.read(old))
+            add(new, _zero_padding(source.read(old)))
+    return sink.getvalue()
+
+
+def _zero_padding(payload: bytes) -> bytes:
+    """A .npy member whose structured dtype has padding (a tree's nodes), rewritten with zero padding bytes.
+
+    The padding is uninitialised memory, so without this the same fitted trees could give different bytes.
+    """
+    import numpy as np
+
+    try:
+        array = np.load(io.BytesIO(payload), allow_pickle=False)
+    except ValueError:
+        return payload
+    names = array.dtype.names
+    if names is None or array.dtype.itemsize == sum(array.dtype.fields[name][0].itemsize for name in names):
+        return payload
+    clean = np.zeros(array.shape, dtype=array.dtype)
+    for name in names:
+        clean[name] = array[name]
+    sink = io.BytesIO()
+    np.save(sink, clean, allow_pickle=False)
     return sink.getvalue()
 
 
