@@ -29,7 +29,7 @@ def needs_services(item: pytest.Item) -> bool:
     if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
         return True
     callspec = getattr(item, "callspec", None)
-    return callspec is not None and "s3" in callspec.params.values()
+    return callspec is not None and any(isinstance(value, str) and value == "s3" for value in callspec.params.values())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
