@@ -10,6 +10,7 @@ import click
 from mlops_runtime import drift, journal, model_monitoring, models, outputs, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
+from mlops_runtime.data_quality import DEFAULT_SHARE_THRESHOLD as QUALITY_SHARE
 from mlops_runtime.drift_report import render_html, report_bytes
 from mlops_runtime.errors import UsageError
 from mlops_runtime.lineage import input_record, lineage
@@ -71,7 +72,7 @@ def names(text: str) -> list[str]:
                    "it with --model-uri (empty means none).")
 @click.option("--weight-by-importance", type=click.BOOL, default=False, show_default=True,
               help="Weight the drift share by the model card's feature_importance (needs --model-uri).")
-@click.option("--quality-share-threshold", type=_SHARE, default=0.01, show_default=True,
+@click.option("--quality-share-threshold", type=_SHARE, default=QUALITY_SHARE, show_default=True,
               help="Share of a column's values out of the training range, unseen, or newly missing at or above "
                    "which data quality fails.")
 @click.option("--registry-uri", default="", help="Registry root: append a summary of this check to "

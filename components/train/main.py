@@ -4,9 +4,20 @@ from __future__ import annotations
 from typing import Any
 
 import click
+import numpy as np
 import pandas as pd
 
-from mlops_runtime import drift, estimators, models, outputs, preprocessing, signature, step_io, storage
+from mlops_runtime import (
+    drift,
+    estimators,
+    models,
+    outputs,
+    prediction_drift,
+    preprocessing,
+    signature,
+    step_io,
+    storage,
+)
 from mlops_runtime.cli import FloatRange, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
@@ -14,6 +25,8 @@ from mlops_runtime.log import get_logger
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32 - 1]
 MAX_SEARCH_ITERATIONS = 200
+
+PREDICTION_REFERENCE_ROWS = 20_000  # rows whose out-of-fold outputs form the prediction-drift reference
 
 log = get_logger("train")
 
@@ -78,6 +91,15 @@ def model_card(pipeline: Any, model_bytes: bytes, *, target_column: str, task: s
                           "bytes": training_record["bytes"], "class_counts": class_counts},
         "lineage": lineage_record,
     }
+
+
+def reference_sample(features: pd.DataFrame, target: pd.Series, *, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """At most :data:`PREDICTION_REFERENCE_ROWS` training rows, drawn with the seed: a distribution's worth."""
+    if len(features) <= PREDICTION_REFERENCE_ROWS:
+        return features, target
+    rows = np.random.default_rng(seed).choice(len(features), PREDICTION_REFERENCE_ROWS, replace=False)
+    rows.sort()
+    return features.iloc[rows], target.iloc[rows]
 
 
 @step("train", help="Train a scikit-learn Pipeline (preprocessing + estimator) on a table of raw columns (numbers, "
@@ -174,8 +196,12 @@ def cli(train_uri: str, target_column: str, task: str, estimator: str, categoric
                   "n_estimators": n_estimators, "max_depth": max_depth, "min_samples_leaf": min_samples_leaf,
                   "learning_rate": learning_rate, "max_iter": max_iter, "c": c, "alpha": alpha,
                   "class_weight": class_weight, "search_iterations": search_iterations, "random_state": random_state}
-    # The drift reference, computed once here so monitoring never re-reads the training data.
-    profile = outputs.json_bytes(drift.build_profile(table, target_column=target_column))
+    # The drift reference, computed once here so monitoring never re-reads the training data, with the model's
+    # out-of-fold outputs on (a sample of) the training rows as the reference for prediction drift.
+    reference_outputs = prediction_drift.out_of_fold_frame(
+        pipeline, *reference_sample(features, target, seed=random_state), folds=5, random_state=random_state)
+    profile = outputs.json_bytes(drift.build_profile(table, target_column=target_column,
+                                                     categorical_features=categorical, predictions=reference_outputs))
     step_lineage = lineage("train", parameters, [record])
     model_signature = signature.build_signature(features, target, task, kinds=kinds, dropped=dropped)
     card = model_card(pipeline, payload, target_column=target_column, task=task, n_rows=len(features),
