@@ -23,7 +23,7 @@ CARD_FILE = "model_card.json"
 PROFILE_FILE = "reference_profile.json"  # the training data's drift profile (mlops_runtime.drift)
 
 # Types skops does not trust by default but a tree ensemble needs; nothing else is ever loaded.
-TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+TRUSTED_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree"]  # numpy.dtype: OneHotEncoder(dtype=...) in Pipelines
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _FILE_NAME = re.compile(r"^\d+\.npy$")
