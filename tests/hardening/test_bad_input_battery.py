@@ -31,7 +31,8 @@ USAGE, BAD_INPUT, STORAGE, MODEL = ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.
 FILE_OWNER = 10001
 WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 # Where each step writes; a case may replace one of them with a bad URI.
-OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri")}
+OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri"),
+                  "serve": ()}  # serve writes only prediction logs, once it serves
 IAM_KEYS = {"admin": ["Admin", "Read", "List", "Tagging", "Write"], "reader": ["Read", "List"], "nobody": []}
 
 
@@ -372,6 +373,19 @@ CASES = [
          retrain_args(batch=table("extra_feature"))),
     Case("decide_retrain", "malformed reference", BAD_INPUT, "--reference-uri",
          retrain_args(reference=table("ragged"))),
+    # serve (every case fails while loading the model, before the server starts)
+    Case("serve", "neither a registry nor a model URI", BAD_INPUT, "--registry-uri", lambda w: ["--port", "8080"]),
+    Case("serve", "model ref neither production nor a number", BAD_INPUT, "--model-ref",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-ref", "latest"]),
+    Case("serve", "model version not in the registry", BAD_INPUT, "--model-ref",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-ref", "3"]),
+    Case("serve", "tampered model file", MODEL, "--model-uri",
+         lambda w: ["--model-uri", w.path("bad/tampered/model.skops")]),
+    Case("serve", "model with untrusted types", MODEL, "--model-uri",
+         lambda w: ["--model-uri", w.path("bad/untrusted/model.skops")]),
+    Case("serve", "port 0", USAGE, "--port", lambda w: ["--model-uri", w.path(GOOD_MODEL), "--port", "0"]),
+    Case("serve", "poll interval of 0", USAGE, "--poll-seconds",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--poll-seconds", "0"]),
 ]
 
 
