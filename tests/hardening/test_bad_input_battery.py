@@ -373,6 +373,15 @@ CASES = [
          retrain_args(batch=table("extra_feature"))),
     Case("decide_retrain", "malformed reference", BAD_INPUT, "--reference-uri",
          retrain_args(reference=table("ragged"))),
+    # join_labels
+    Case("join_labels", "start not a time", BAD_INPUT, "--start",
+         lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "soon", "--end", "2026-01-02"]),
+    Case("join_labels", "range over 92 days", BAD_INPUT, "--end",
+         lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "2026-01-01",
+                    "--end", "2026-06-01"]),
+    Case("join_labels", "nothing logged in the range", BAD_INPUT, "--log-uri",
+         lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "2026-01-01",
+                    "--end", "2026-01-02"]),
     # serve (every case fails while loading the model, before the server starts)
     Case("serve", "neither a registry nor a model URI", BAD_INPUT, "--registry-uri", lambda w: ["--port", "8080"]),
     Case("serve", "model ref neither production nor a number", BAD_INPUT, "--model-ref",

@@ -144,6 +144,11 @@ class PredictionLog:
                 self._counters["written_files"] += 1
 
 
+def is_log_column(name: str) -> bool:
+    """Whether a logged column is request metadata or a prediction rather than a model input."""
+    return name in META_COLUMNS or name == PREDICTION_COLUMN or name.startswith(PROBA_PREFIX)
+
+
 def _monotonic() -> float:
     import time
 
