@@ -382,6 +382,15 @@ CASES = [
     Case("join_labels", "nothing logged in the range", BAD_INPUT, "--log-uri",
          lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "2026-01-01",
                     "--end", "2026-01-02"]),
+    # render_serving
+    Case("render_serving", "apply without a kubeconfig", BAD_INPUT, "--kubeconfig",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img",
+                    "--apply"]),
+    Case("render_serving", "no production model in the registry", BAD_INPUT, "--model-ref",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img"]),
+    Case("render_serving", "canary above 100 percent", USAGE, "--canary-traffic-percent",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img",
+                    "--canary-traffic-percent", "150"]),
     # serve (every case fails while loading the model, before the server starts)
     Case("serve", "neither a registry nor a model URI", BAD_INPUT, "--registry-uri", lambda w: ["--port", "8080"]),
     Case("serve", "model ref neither production nor a number", BAD_INPUT, "--model-ref",
