@@ -382,6 +382,15 @@ CASES = [
     Case("join_labels", "nothing logged in the range", BAD_INPUT, "--log-uri",
          lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "2026-01-01",
                     "--end", "2026-01-02"]),
+    # export_onnx
+    Case("export_onnx", "tampered model file", MODEL, "--model-uri",
+         lambda w: ["--model-uri", w.path("bad/tampered/model.skops"),
+                    "--test-uri", w.path("good/split/test.parquet")]),
+    Case("export_onnx", "test table lacks a feature", BAD_INPUT, "--test-uri",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--test-uri", w.table("missing_feature")]),
+    Case("export_onnx", "tolerance above 0.1", USAGE, "--tolerance",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--test-uri", w.path("good/split/test.parquet"),
+                    "--tolerance", "0.5"]),
     # render_serving
     Case("render_serving", "apply without a kubeconfig", BAD_INPUT, "--kubeconfig",
          lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img",
