@@ -3,7 +3,8 @@
 
 One run, same model (a Pipeline: imputer + one-hot + RandomForest on mixed columns), same client, same
 requests (Open Inference Protocol v2, ``content_type: pd``, both ``predict`` and ``predict_proba``):
-- ``serve``: components/serve (MLServer data plane + skops runtime + signature checks + prediction log);
+- ``serve``: components/serve (MLServer data plane + skops runtime + signature checks + prediction log),
+  and ``serve, no log`` without ``--log-uri``;
 - ``mlserver-sklearn``: ``mlserver start`` with ``mlserver_sklearn.SKLearnModel`` on a joblib of the model
   (inference in the server process, ``parallel_workers: 0``, as ours: MLServer 1.7.1's default worker
   process fails to start with uvloop 0.23, "There is no current event loop");
@@ -57,13 +58,15 @@ def wait_ready(url: str, process: subprocess.Popen, log_file: Path, timeout_s: f
     raise SystemExit(f"{url} not ready after {timeout_s}s")
 
 
-def start_serve(workdir: Path, registry: str) -> tuple[str, subprocess.Popen]:
+def start_serve(workdir: Path, registry: str, *, log: bool = True) -> tuple[str, subprocess.Popen]:
     port = free_port()
+    logging = ["--log-uri", str(workdir / "predictions")] if log else []
     env = {**os.environ, "PYTHONPATH": str(REPO / "components" / "mlops_runtime")}
     process = subprocess.Popen([str(VENV / "bin/python"), str(REPO / "components/serve/main.py"),
                                 "--registry-uri", registry, "--model-name", MODEL, "--host", "127.0.0.1",
-                                "--port", str(port), "--log-uri", str(workdir / "predictions")],
-                               env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "serve.log", "w"))
+                                "--port", str(port), *logging],
+                               env=env, stdout=subprocess.DEVNULL,
+                               stderr=open(workdir / ("serve.log" if log else "serve, no log.log"), "w"))
     return f"http://127.0.0.1:{port}", process
 
 
@@ -146,6 +149,7 @@ def main() -> None:
         registry = str(workdir / "registry")
         register(registry, MODEL, model, table)
         for name, start in (("serve", lambda: start_serve(workdir, registry)),
+                            ("serve, no log", lambda: start_serve(workdir, registry, log=False)),
                             ("mlserver-sklearn", lambda: start_mlserver(workdir, model))):
             url, process = start()
             try:

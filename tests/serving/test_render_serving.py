@@ -61,6 +61,8 @@ def test_renders_valid_manifests_at_the_production_version(step, registry_uri, t
     assert predictor["model"]["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
     assert runtime["spec"]["supportedModelFormats"][0]["name"] == "skops"
     assert runtime["spec"]["containers"][0]["image"] == IMAGE
+    # read-only root filesystem: serve's scratch folder is an emptyDir, as /tmp is a tmpfs in the docker tests
+    assert runtime["spec"]["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
 
 
 def test_the_schema_refuses_what_kserve_would(step, registry_uri, tmp_path):

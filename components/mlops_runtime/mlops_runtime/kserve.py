@@ -32,7 +32,9 @@ def serving_runtime(name: str, image: str, *, port: int = 8080) -> dict[str, Any
                 "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": port}},
                 "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": True,
                                     "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # the only place serve writes
             }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
 
