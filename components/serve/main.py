@@ -1,7 +1,6 @@
 """Serve a registered model over the Open Inference Protocol v2 (MLServer with a skops runtime)."""
 from __future__ import annotations
 
-import asyncio
 import tempfile
 
 import click
@@ -45,7 +44,7 @@ def cli(registry_uri, model_name, model_ref, model_uri, host, port, poll_seconds
                                        max_buffered_bytes=log_max_buffered_mb * MB)
     with tempfile.TemporaryDirectory(prefix="serve-") as workdir:
         try:
-            asyncio.run(serving.serve(source, first, host=host, port=port, poll_seconds=poll_seconds,
+            serving.run(serving.serve(source, first, host=host, port=port, poll_seconds=poll_seconds,
                                       prediction_log=prediction_log, max_body_bytes=max_body_mb * MB,
                                       workdir=workdir))
         except Terminated:  # SIGTERM is how a server is stopped: in-flight requests and the log are done

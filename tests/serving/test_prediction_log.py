@@ -63,8 +63,7 @@ def test_a_full_batch_is_written_without_waiting(tmp_path):
 
 
 def test_a_full_buffer_drops_and_counts(tmp_path):
-    one = int(pd.concat([pd.DataFrame({"request_id": ["req-0"] * 2}), inputs(2)], axis=1)
-              .memory_usage(deep=True).sum())
+    one = prediction_log.approx_bytes(inputs(2), {"prediction": ["no", "no"]})
     log = PredictionLog(str(tmp_path), MODEL, max_rows=10**6, max_seconds=3600, max_buffered_bytes=one * 3)
     accepted = [log.record(f"r{i}", 1, inputs(2), {"prediction": ["no", "no"]}, timestamp=T0) for i in range(10)]
     assert 0 < sum(accepted) < 10

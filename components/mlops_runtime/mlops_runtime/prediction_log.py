@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops_runtime import storage, tables
@@ -27,12 +28,13 @@ log = get_logger(__name__)
 META_COLUMNS = ["request_id", "row", "timestamp", "model_version"]
 PREDICTION_COLUMN = "prediction"
 PROBA_PREFIX = "proba_"
+TEXT_VALUE_BYTES = 64  # a short Python str and its pointer
 _PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$")
 
 
 @dataclass
 class _Pending:
-    frames: list[pd.DataFrame] = field(default_factory=list)
+    frames: list[tuple] = field(default_factory=list)  # record() arguments, tabulated when written
     rows: int = 0
     bytes: int = 0
     since: float | None = None
@@ -57,32 +59,26 @@ class PredictionLog:
 
     def record(self, request_id: str, model_version: int, inputs: pd.DataFrame, outputs: dict[str, Any],
                *, timestamp: dt.datetime | None = None) -> bool:
-        """Queue one request's rows; False (and counted as dropped) when the buffer is full or closed."""
+        """Queue one request's rows; False (and counted as dropped) when the buffer is full or closed.
+
+        Only an O(columns) size estimate happens here; the rows become a table in the writer thread.
+        """
+        rows = len(inputs)
         try:
-            frame = inputs.reset_index(drop=True).copy()
-            for name in frame.columns:  # one Parquet type per column: mixed text/number values as text
-                if frame[name].dtype == object:
-                    frame[name] = frame[name].where(frame[name].isna(), frame[name].astype(str))
-            for name, values in outputs.items():
-                frame[name] = list(values) if not hasattr(values, "shape") else values
-            when = timestamp or dt.datetime.now(dt.UTC)
-            meta = pd.DataFrame({"request_id": str(request_id), "row": range(len(frame)),
-                                 "timestamp": pd.Timestamp(when).tz_convert("UTC"),
-                                 "model_version": int(model_version)})
-            frame = pd.concat([meta, frame], axis=1)
-            size = int(frame.memory_usage(deep=True).sum())
-        except Exception as error:  # a record that cannot be tabulated must not fail the request
+            entry = (str(request_id), int(model_version), timestamp or dt.datetime.now(dt.UTC), inputs, outputs)
+            size = approx_bytes(inputs, outputs)
+        except Exception as error:  # a record that cannot be queued must not fail the request
             log.warning("prediction log: could not record request %s (%s)", request_id, error)
             with self._lock:
-                self._counters["dropped_rows"] += len(inputs)
+                self._counters["dropped_rows"] += rows
             return False
         with self._lock:
             if self._closing or self._pending.bytes + size > self.max_buffered_bytes:
-                self._counters["dropped_rows"] += len(frame)
+                self._counters["dropped_rows"] += rows
                 return False
             pending = self._pending
-            pending.frames.append(frame)
-            pending.rows += len(frame)
+            pending.frames.append(entry)
+            pending.rows += rows
             pending.bytes += size
             pending.since = pending.since if pending.since is not None else self._clock()
             self._counters["buffered_rows"] = pending.rows
@@ -127,7 +123,17 @@ class PredictionLog:
             pending.since is not None and self._clock() - pending.since >= self.max_seconds)
 
     def _write(self, batch: _Pending) -> None:
-        table = pd.concat(batch.frames, ignore_index=True)
+        frames = []
+        for entry in batch.frames:
+            try:
+                frames.append(_tabulate(*entry))
+            except Exception as error:  # one odd request must not lose the batch
+                log.warning("prediction log: dropped request %s (%s)", entry[0], error)
+                with self._lock:
+                    self._counters["dropped_rows"] += len(entry[3])
+        if not frames:
+            return
+        table = pd.concat(frames, ignore_index=True)
         hours = table["timestamp"].dt.floor("h")
         for hour, part in table.groupby(hours, sort=True):
             uri = storage.join(self.base, f"date={hour:%Y-%m-%d}", f"hour={hour:%H}", f"{uuid.uuid4().hex}.parquet")
@@ -142,6 +148,30 @@ class PredictionLog:
             with self._lock:
                 self._counters["logged_rows"] += len(part)
                 self._counters["written_files"] += 1
+
+
+def approx_bytes(inputs: pd.DataFrame, outputs: dict[str, Any]) -> int:
+    """What a record holds in memory, roughly: array bytes plus a Python string per text value."""
+    size = int(inputs.memory_usage(index=False, deep=False).sum())
+    text_columns = sum(not pd.api.types.is_numeric_dtype(dtype) for dtype in inputs.dtypes)
+    size += TEXT_VALUE_BYTES * len(inputs) * text_columns
+    for values in outputs.values():
+        array = np.asarray(values)
+        size += array.nbytes + (TEXT_VALUE_BYTES * array.size if array.dtype.kind in "OUS" else 0)
+    return size
+
+
+def _tabulate(request_id: str, model_version: int, when: dt.datetime, inputs: pd.DataFrame,
+              outputs: dict[str, Any]) -> pd.DataFrame:
+    frame = inputs.reset_index(drop=True).copy()
+    for name in frame.columns:  # one Parquet type per column: mixed text/number values as text
+        if frame[name].dtype == object:
+            frame[name] = frame[name].where(frame[name].isna(), frame[name].astype(str))
+    for name, values in outputs.items():
+        frame[name] = list(values) if not hasattr(values, "shape") else values
+    meta = pd.DataFrame({"request_id": request_id, "row": range(len(frame)),
+                         "timestamp": pd.Timestamp(when).tz_convert("UTC"), "model_version": model_version})
+    return pd.concat([meta, frame], axis=1)
 
 
 def is_log_column(name: str) -> bool:

@@ -208,6 +208,13 @@ def build_app(runtime_settings: Settings, registry: MultiModelRegistry, predicti
     return BodyLimit(app, max_body_bytes)
 
 
+def run(main: Any) -> Any:
+    """Run the server coroutine on uvloop, the event loop MLServer and uvicorn choose when it is installed."""
+    import uvloop
+
+    return uvloop.run(main)
+
+
 async def serve(source: ModelSource, first: ServedModel, *, host: str, port: int, poll_seconds: float,
                 prediction_log: PredictionLog | None, max_body_bytes: int, workdir: str) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish first, then the prediction log is flushed."""
