@@ -33,7 +33,7 @@ variable "BASE_IMAGE" {
 # variable from the environment, and would fail on any STEPS environment variable.
 function "steps" {
   params = []
-  result = ["load_data", "split", "train", "evaluate", "deploy", "detect_drift", "check_performance", "make_batch", "decide_retrain", "claim_batches", "complete_batches", "build_training_set", "notify", "estimate_performance", "history_report"]
+  result = ["load_data", "split", "train", "evaluate", "deploy", "detect_drift", "check_performance", "make_batch", "decide_retrain", "claim_batches", "complete_batches", "build_training_set", "notify", "estimate_performance", "history_report", "serve", "join_labels", "render_serving", "export_onnx"]
 }
 
 function "repository" {

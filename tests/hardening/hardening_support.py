@@ -343,6 +343,12 @@ RECIPES: dict[str, tuple[str, ...]] = {
     "decide_retrain": ("--drift-detected", "true", "--degraded", "false", "--batch-uri", "{in}/batch/batch.parquet",
                        "--reference-uri", "{in}/split/train.parquet", "--registry-uri", "{out}/registry",
                        "--output-dir", "{out}"),
+    "export_onnx": ("--model-uri", "{in}/model/model.skops", "--test-uri", "{in}/split/test.parquet",
+                    "--output-dir", "{out}"),
+    "join_labels": ("--log-uri", "{in}/predictions", "--model-name", "classifier", "--start", "2026-01-01T00:00Z",
+                    "--end", "2026-01-01T01:00Z", "--output-dir", "{out}"),
+    "render_serving": ("--registry-uri", "{in}/registry", "--model-name", "classifier", "--serve-image",
+                       "mlops-components/serve:0.1.0", "--output-dir", "{out}"),
 }
 
 
@@ -358,7 +364,25 @@ def make_upstream(root: str) -> str:
                                   "--output-dir", f"{root}/model"]),
                        ("evaluate", ["--model-uri", f"{root}/model/model.skops", "--test-uri",
                                      f"{root}/split/test.parquet", "--output-dir", f"{root}/eval"]),
-                       ("make_batch", ["--dataset", "iris", "--n-rows", "60", "--output-dir", f"{root}/batch"])):
+                       ("make_batch", ["--dataset", "iris", "--n-rows", "60", "--output-dir", f"{root}/batch"]),
+                       ("deploy", ["--model-uri", f"{root}/model/model.skops", "--metrics-uri",
+                                   f"{root}/eval/metrics.json", "--registry-uri", f"{root}/registry",
+                                   "--threshold", "0.5"])):
         result = run_in_process(step, *args)
         assert result.exit_code == 0, f"{step}: {result.stderr}"
+    write_prediction_log(f"{root}/predictions", f"{root}/split/test.parquet")
     return root
+
+
+def write_prediction_log(log_uri: str, table_uri: str) -> None:
+    """What the serve image logs, for join_labels: the test rows predicted at 2026-01-01 00:10 UTC."""
+    import datetime as dt
+
+    from mlops_runtime import tables
+    from mlops_runtime.prediction_log import PredictionLog
+
+    rows = tables.read_table(table_uri).drop(columns=["target"])
+    log = PredictionLog(log_uri, "classifier")
+    log.record("request-1", 1, rows, {"prediction": [0] * len(rows)},
+               timestamp=dt.datetime(2026, 1, 1, 0, 10, tzinfo=dt.UTC))
+    assert log.close()["logged_rows"] == len(rows)

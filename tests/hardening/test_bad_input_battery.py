@@ -34,7 +34,8 @@ WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_searc
 # Where each step writes; a case may replace one of them with a bad URI.
 OUTPUT_OPTIONS = {"deploy": ("--registry-uri",), "decide_retrain": ("--output-dir", "--registry-uri"),
                   "claim_batches": ("--registry-uri",), "complete_batches": ("--registry-uri",),
-                  "notify": ("--state-uri",)}
+                  "notify": ("--state-uri",),
+                  "serve": ()}  # serve writes only prediction logs, once it serves
 IAM_KEYS = {"admin": ["Admin", "Read", "List", "Tagging", "Write"], "reader": ["Read", "List"], "nobody": []}
 
 
@@ -486,6 +487,46 @@ CASES = [
          retrain_args(batch=table("extra_feature"))),
     Case("decide_retrain", "malformed reference", BAD_INPUT, "--reference-uri",
          retrain_args(reference=table("ragged"))),
+    # join_labels
+    Case("join_labels", "start not a time", BAD_INPUT, "--start",
+         lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "soon", "--end", "2026-01-02"]),
+    Case("join_labels", "range over 92 days", BAD_INPUT, "--end",
+         lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "2026-01-01",
+                    "--end", "2026-06-01"]),
+    Case("join_labels", "nothing logged in the range", BAD_INPUT, "--log-uri",
+         lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "2026-01-01",
+                    "--end", "2026-01-02"]),
+    # export_onnx
+    Case("export_onnx", "tampered model file", MODEL, "--model-uri",
+         lambda w: ["--model-uri", w.path("bad/tampered/model.skops"),
+                    "--test-uri", w.path("good/split/test.parquet")]),
+    Case("export_onnx", "test table lacks a feature", BAD_INPUT, "--test-uri",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--test-uri", w.table("missing_feature")]),
+    Case("export_onnx", "tolerance above 0.1", USAGE, "--tolerance",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--test-uri", w.path("good/split/test.parquet"),
+                    "--tolerance", "0.5"]),
+    # render_serving
+    Case("render_serving", "apply without a kubeconfig", BAD_INPUT, "--kubeconfig",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img",
+                    "--apply"]),
+    Case("render_serving", "no production model in the registry", BAD_INPUT, "--model-ref",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img"]),
+    Case("render_serving", "canary above 100 percent", USAGE, "--canary-traffic-percent",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-name", "m", "--serve-image", "img",
+                    "--canary-traffic-percent", "150"]),
+    # serve (every case fails while loading the model, before the server starts)
+    Case("serve", "neither a registry nor a model URI", BAD_INPUT, "--registry-uri", lambda w: ["--port", "8080"]),
+    Case("serve", "model ref neither production nor a number", BAD_INPUT, "--model-ref",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-ref", "latest"]),
+    Case("serve", "model version not in the registry", BAD_INPUT, "--model-ref",
+         lambda w: ["--registry-uri", w.path("good/registry"), "--model-ref", "3"]),
+    Case("serve", "tampered model file", MODEL, "--model-uri",
+         lambda w: ["--model-uri", w.path("bad/tampered/model.skops")]),
+    Case("serve", "model with untrusted types", MODEL, "--model-uri",
+         lambda w: ["--model-uri", w.path("bad/untrusted/model.skops")]),
+    Case("serve", "port 0", USAGE, "--port", lambda w: ["--model-uri", w.path(GOOD_MODEL), "--port", "0"]),
+    Case("serve", "poll interval of 0", USAGE, "--poll-seconds",
+         lambda w: ["--model-uri", w.path(GOOD_MODEL), "--poll-seconds", "0"]),
 ]
 
 # Cases added for issue 10, one group per class of contract break the hostile battery found.

@@ -1,0 +1,98 @@
+"""Which model a server answers with: a registry version, the production pointer (followed), or a URI.
+
+Loading is the steps' safe path (skops with the allowlist, sha256 checked against the card); predictions
+take a DataFrame of raw columns checked against the card's signature.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_runtime import models, signature, storage
+from mlops_runtime.errors import BadInputError, ComponentError, ModelError
+from mlops_runtime.registry import ENTRY_FILE, ModelRegistry
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version; ``version`` is the registry version number as text, or ``sha256-<12 hex>``."""
+
+    version: str
+    model_uri: str
+    model: Any
+    signature: dict[str, Any]
+    classes: list[Any] | None
+    sha256: str
+
+    def predict(self, table: pd.DataFrame, *, label: str = "request") -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The checked input columns and the outputs: ``predict`` and, for classifiers, ``predict_proba``."""
+        features, _ = signature.check_table(table, self.signature, uri="", label=label)
+        outputs: dict[str, Any] = {"predict": np.asarray(self.model.predict(features))}
+        if self.classes is not None and hasattr(self.model, "predict_proba"):
+            outputs["predict_proba"] = np.asarray(self.model.predict_proba(features), dtype="float64")
+        return features, outputs
+
+
+def _version_of(model_uri: str, sha256: str) -> str:
+    """The registry version beside the model (its entry.json), else a name made from the sha256."""
+    entry_uri = f"{model_uri.rsplit('/', 1)[0]}/{ENTRY_FILE}" if "/" in model_uri else ENTRY_FILE
+    try:
+        if storage.exists(entry_uri):
+            entry = json.loads(storage.read_bytes(entry_uri))
+            if entry.get("model_sha256") == sha256:
+                return str(int(entry["version"]))
+    except (ValueError, KeyError, TypeError):
+        pass
+    return f"sha256-{sha256[:12]}"
+
+
+def load_served(model_uri: str, *, label: str) -> ServedModel:
+    stored = models.load_stored_model(model_uri, label=label)
+    sig = signature.from_card(stored.card, label=label)
+    sha = stored.card["model_sha256"]
+    classes = None
+    if sig.get("task", "classification") == "classification" and hasattr(stored.model, "classes_"):
+        classes = [c.item() if hasattr(c, "item") else c for c in stored.model.classes_]
+    return ServedModel(_version_of(model_uri, sha), model_uri, stored.model, sig, classes, sha)
+
+
+class ModelSource:
+    """Resolves the model to serve; ``follows_production`` when it is the registry's production pointer."""
+
+    def __init__(self, *, registry_uri: str | None, model_name: str, model_ref: str = "production",
+                 model_uri: str | None = None) -> None:
+        if model_uri is None and registry_uri is None:
+            raise BadInputError("give --registry-uri (with --model-name) or --model-uri", label="--registry-uri")
+        if model_ref != "production" and not model_ref.isdigit():
+            raise BadInputError(f"'{model_ref}' is neither 'production' nor a version number", label="--model-ref")
+        self.model_name = model_name
+        self.model_uri = model_uri
+        self.model_ref = model_ref
+        self.registry = ModelRegistry(registry_uri, model_name) if registry_uri and not model_uri else None
+        self.follows_production = self.registry is not None and model_ref == "production"
+
+    def production_version(self) -> str | None:
+        """The version the production pointer names now (None when there is none)."""
+        assert self.registry is not None
+        pointer = self.registry.production().pointer
+        return None if pointer is None else str(int(pointer["version"]))
+
+    def load(self) -> ServedModel:
+        if self.model_uri is not None:
+            return load_served(self.model_uri, label="--model-uri")
+        assert self.registry is not None
+        label = "--model-ref" if self.model_ref != "production" else "--registry-uri"
+        try:
+            uri = self.registry.resolve_model_uri(self.model_ref)
+        except ComponentError as error:
+            raise error.about(label) from None
+        served = load_served(uri, label=label)
+        if self.follows_production:
+            pointer = self.registry.production().pointer or {}
+            if pointer.get("model_sha256") not in (None, served.sha256):
+                raise ModelError(f"{uri}: the model differs from the production pointer's sha256", label=label)
+        return served
