@@ -76,7 +76,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     # name: kfp lower-cases it), and silently skips the branch otherwise; an input resolves everywhere.
     @dsl.pipeline(name="retrain-if-needed")
     def retrain_if_needed(retrain: bool, source_uri: str, target_column: str, test_size: float, random_state: int,
-                          n_estimators: int, threshold: float, storage_root: str, registry_uri: str,
+                          n_estimators: int, threshold: str, storage_root: str, registry_uri: str,
                           model_name: str) -> None:
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition)
             retraining(source_uri=source_uri, target_column=target_column, test_size=test_size,
@@ -98,7 +98,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         test_size: float = 0.2,
         random_state: int = 42,
         n_estimators: int = 100,
-        threshold: float = 0.9,
+        threshold: str = "auto",
     ) -> MonitoringOutputs:
         run_root = f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
         performance = task("check_performance", batch_uri=batch_uri, registry_uri=registry_uri, model_name=model_name,
@@ -148,7 +148,7 @@ PARAMETER_OPTIONS = [
     click.option("--test-size", type=float, default=0.2, show_default=True, help="Test fraction when retraining."),
     click.option("--random-state", type=int, default=42, show_default=True, help="Seed when retraining."),
     click.option("--n-estimators", type=int, default=100, show_default=True, help="Trees when retraining."),
-    click.option("--threshold", type=float, default=0.9, show_default=True,
+    click.option("--threshold", default="auto", show_default=True,
                  help="Minimum test accuracy of a retrained model (it must also beat production)."),
 ]
 

@@ -49,6 +49,7 @@ class TrainingOutputs(NamedTuple):
     model_uri: str
     metrics_uri: str
     accuracy: float
+    score: float
     decision: str
     promoted: bool
     registered_uri: str
@@ -65,40 +66,49 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
 
     steps = dict(components) if components is not None else load_components(STEPS)
 
-    def task(name: str, **inputs: Any) -> Any:
+    def step(name: str, **inputs: Any) -> Any:
         return configure_task(steps[name](**inputs), RESOURCES[name], caching=False, policy=policy)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Load, split, train, evaluate and gate a tabular classifier.")
+    @dsl.pipeline(name=PIPELINE_NAME, description="Load, split, train, evaluate and gate a tabular model "
+                                                  "(classification or regression).")
     def training(
         dataset: str = "iris",
         source_uri: str = "",
         target_column: str = "target",
+        task: str = "auto",
+        time_column: str = "",
         test_size: float = 0.2,
         random_state: int = 42,
+        estimator: str = "random_forest",
+        categorical_features: str = "",
+        drop_columns: str = "",
         n_estimators: int = 100,
         max_depth: int = 0,
-        threshold: float = 0.9,
+        metric: str = "auto",
+        threshold: str = "auto",
         compare_to_production: bool = False,
         storage_root: str = "s3://mlops/runs",
         registry_uri: str = "s3://mlops/registry",
         model_name: str = "classifier",
     ) -> TrainingOutputs:
         run_root = f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
-        data = task("load_data", dataset=dataset, source_uri=source_uri, target_column=target_column,
+        data = step("load_data", dataset=dataset, source_uri=source_uri, target_column=target_column,
                     output_dir=f"{run_root}/load_data")
-        split = task("split", data_uri=data.outputs["data_uri"], target_column=target_column, test_size=test_size,
-                     random_state=random_state, output_dir=f"{run_root}/split")
-        train = task("train", train_uri=split.outputs["train_uri"], target_column=target_column,
+        split = step("split", data_uri=data.outputs["data_uri"], target_column=target_column, task=task,
+                     time_column=time_column, test_size=test_size, random_state=random_state,
+                     output_dir=f"{run_root}/split")
+        train = step("train", train_uri=split.outputs["train_uri"], target_column=target_column, task=task,
+                     estimator=estimator, categorical_features=categorical_features, drop_columns=drop_columns,
                      n_estimators=n_estimators, max_depth=max_depth, random_state=random_state,
                      output_dir=f"{run_root}/train")
-        evaluate = task("evaluate", model_uri=train.outputs["model_uri"], test_uri=split.outputs["test_uri"],
+        evaluate = step("evaluate", model_uri=train.outputs["model_uri"], test_uri=split.outputs["test_uri"],
                         output_dir=f"{run_root}/evaluate")
-        deploy = task("deploy", model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
-                      registry_uri=registry_uri, model_name=model_name, threshold=threshold,
+        deploy = step("deploy", model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
+                      registry_uri=registry_uri, model_name=model_name, metric=metric, threshold=threshold,
                       compare_to_production=compare_to_production)
         return TrainingOutputs(
             model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
-            accuracy=evaluate.outputs["accuracy"], decision=deploy.outputs["decision"],
+            accuracy=evaluate.outputs["accuracy"], score=evaluate.outputs["score"], decision=deploy.outputs["decision"],
             promoted=deploy.outputs["promoted"], registered_uri=deploy.outputs["registered_uri"],
             reason=deploy.outputs["reason"])
 
@@ -113,12 +123,21 @@ PARAMETER_OPTIONS = [
                  help="Bundled dataset: iris, wine, breast_cancer or digits; ignored with --source-uri."),
     click.option("--source-uri", default="", help="CSV or Parquet table (s3:// or path) to train on instead."),
     click.option("--target-column", default="target", show_default=True, help="Label column."),
+    click.option("--task", default="auto", show_default=True,
+                 help="auto, classification or regression (split's and train's --task; README: the auto rule)."),
+    click.option("--time-column", default="", help="Time-ordered split: the test set is the newest rows."),
     click.option("--test-size", type=float, default=0.2, show_default=True, help="Fraction held out for testing."),
-    click.option("--random-state", type=int, default=42, show_default=True, help="Seed of the split and forest."),
+    click.option("--random-state", type=int, default=42, show_default=True, help="Seed of the split and the model."),
+    click.option("--estimator", default="random_forest", show_default=True,
+                 help="random_forest, hist_gradient_boosting or linear."),
+    click.option("--categorical-features", default="", help="Comma-separated numeric columns to treat as codes."),
+    click.option("--drop-columns", default="", help="Comma-separated columns to leave out."),
     click.option("--n-estimators", type=int, default=100, show_default=True, help="Number of trees."),
     click.option("--max-depth", type=int, default=0, show_default=True, help="Maximum tree depth; 0: unlimited."),
-    click.option("--threshold", type=float, default=0.9, show_default=True,
-                 help="Promote only if the test accuracy is strictly above this."),
+    click.option("--metric", default="auto", show_default=True,
+                 help="Metric of the gate; auto: accuracy for a classifier, r2 for a regressor."),
+    click.option("--threshold", default="auto", show_default=True,
+                 help="Bar the metric must strictly beat (a maximum for errors such as rmse); auto: 0.9."),
     click.option("--compare-to-production/--no-compare-to-production", default=False, show_default=True,
                  help="Also require beating the current production model."),
     click.option("--storage-root", default="s3://mlops/runs", show_default=True,

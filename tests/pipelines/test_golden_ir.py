@@ -64,7 +64,7 @@ def test_the_golden_summaries_cover_what_a_cluster_needs():
     evaluate = training_summary["components"]["comp-evaluate"]
     assert evaluate["artifacts"] == {"classification_metrics": "system.ClassificationMetrics",
                                      "metrics": "system.Metrics"}
-    assert evaluate["parameters"] == {"accuracy": "NUMBER_DOUBLE", "metrics_uri": "STRING"}
+    assert evaluate["parameters"] == {"accuracy": "NUMBER_DOUBLE", "metrics_uri": "STRING", "score": "NUMBER_DOUBLE"}
     container = evaluate["container"]
     assert container["image"] == "ghcr.io/mlops-components/mlops-components/evaluate:0.1.0@sha256:<digest>"
     assert container["env"] == [{"name": "AWS_ENDPOINT_URL", "value": "http://minio.kubeflow:9000"}]

@@ -164,3 +164,22 @@ def test_local_run_fails_fast_when_a_step_fails(built_images, s3_prefix):
     assert "Executing task 'split'" not in done.stdout.replace("\x1b[96m", "").replace("\x1b[0m", "")
     assert relative_keys(s3_prefix) == set()
     assert elapsed < 60, "a local run must not wait for the cluster's retry backoff (60 s)"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_local_run_on_a_real_mixed_table_for_regression(built_images, s3_prefix):
+    """palmerpenguins as its CSV ships (text columns, NaN): body mass in grams is regression, gated on r2."""
+    from importlib import resources
+
+    source = f"{s3_prefix}/penguins.csv"
+    storage.write_bytes(source, resources.files("palmerpenguins").joinpath("data", "penguins.csv").read_bytes())
+    done, _ = run_local(built_images, s3_prefix, "--source-uri", source, "--target-column", "body_mass_g",
+                        "--estimator", "hist_gradient_boosting", "--threshold", "0.6")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    result = summary(done.stdout)
+    metrics = json.loads(storage.read_bytes(result["metrics_uri"]))
+    assert metrics["task"] == "regression" and metrics["r2"] > 0.6 and metrics["rmse"] > 0
+    assert result["promoted"] == "true" and "r2" in result["reason"]
+    card = json.loads(storage.read_bytes(f"{s3_prefix}/registry/classifier/1/model_card.json"))
+    assert card["task"] == "regression" and card["estimator"].endswith("HistGradientBoostingRegressor")
