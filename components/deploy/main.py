@@ -287,13 +287,16 @@ def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, 
               help="Resamples of the paired bootstrap.")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Seed of the paired bootstrap.")
+@click.option("--onnx-dir", default="", help="export_onnx's output folder for this model: its model.onnx (when the "
+                                            "parity check passed) and onnx_report.json are registered beside the "
+                                            "model (empty: none).")
 @output_path_option("decision", f"'{APPROVED}' or '{REJECTED}'.")
 @output_path_option("promoted", "Whether production now points at this model.", "Boolean")
 @output_path_option("registered_uri", "URI of the registry version now in production ('' when not promoted).")
 @output_path_option("reason", "Why the model was or was not promoted.")
 def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, metric: str, threshold: float | None,
         compare_to_production: bool, no_compare_to_production: bool, comparison_data_uri: str | None, alpha: float,
-        min_improvement: float, n_bootstrap: int, random_state: int, decision_output_path: str | None,
+        min_improvement: float, n_bootstrap: int, random_state: int, onnx_dir: str, decision_output_path: str | None,
         promoted_output_path: str | None, registered_uri_output_path: str | None,
         reason_output_path: str | None) -> None:
     if compare_to_production and no_compare_to_production:
@@ -303,6 +306,9 @@ def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, me
     except ComponentError as error:
         raise error.about("--registry-uri") from None
     candidate = read_candidate(model_uri, metrics_uri)
+    if onnx_dir:
+        candidate.extra_files.update(models.onnx_files(onnx_dir, candidate.stored.card["model_sha256"],
+                                                       label="--onnx-dir"))
     metric, threshold = choose_metric(candidate, metric, threshold)
     low, high = metrics.METRIC_RANGES[metric]
     if min_improvement > high - low:

@@ -87,3 +87,31 @@ def test_bad_inputs_fail_cleanly(step, tmp_path, table):
                   "--output-dir", tmp_path / "o")
     assert result.exit_code == 5 and result.stderr.startswith("error: --model-uri: "), result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_deploy_registers_the_exact_onnx_model_beside_the_skops_one(step, tmp_path, table):
+    model = fit_pipeline(table)
+    model_uri = write_model(tmp_path, model, table)
+    test = customers(300, seed=13)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    exported = step("export_onnx", "--model-uri", model_uri, "--test-uri", tmp_path / "test.csv",
+                    "--output-dir", tmp_path / "onnx")
+    assert exported.exit_code == 0, exported.stderr
+    evaluated = step("evaluate", "--model-uri", model_uri, "--test-uri", tmp_path / "test.csv",
+                     "--output-dir", tmp_path / "eval")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    deploy = ["deploy", "--model-uri", model_uri, "--metrics-uri", tmp_path / "eval" / "metrics.json",
+              "--threshold", "0.5", "--onnx-dir"]
+    # tampered: the ONNX file is not the one the parity report describes
+    (tmp_path / "tampered").mkdir()
+    (tmp_path / "tampered" / "onnx_report.json").write_bytes((tmp_path / "onnx" / "onnx_report.json").read_bytes())
+    (tmp_path / "tampered" / "model.onnx").write_bytes(b"not the exported model")
+    refused = step(*deploy, tmp_path / "tampered", "--registry-uri", tmp_path / "refused")
+    assert refused.exit_code == 5 and refused.stderr.startswith("error: --onnx-dir: ")
+    assert storage.list_uris(str(tmp_path / "refused")) == []
+
+    promoted = step(*deploy, tmp_path / "onnx", "--registry-uri", tmp_path / "registry")
+    assert promoted.exit_code == 0, promoted.stderr
+    version = tmp_path / "registry" / "classifier" / "1"
+    assert (version / "model.onnx").read_bytes() == (tmp_path / "onnx" / "model.onnx").read_bytes()
+    assert json.loads((version / "onnx_report.json").read_text())["exported"] is True

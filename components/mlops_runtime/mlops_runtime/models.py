@@ -189,3 +189,31 @@ def load_model(model_uri: str, *, label: str | None = None) -> tuple[Any, dict[s
     """Load a model and its card, refusing a file whose sha256 differs from the card's."""
     stored = load_stored_model(model_uri, label=label)
     return stored.model, stored.card
+
+
+ONNX_FILE = "model.onnx"
+ONNX_REPORT_FILE = "onnx_report.json"
+
+
+def onnx_files(onnx_dir: str, model_sha256: str, *, label: str) -> dict[str, bytes]:
+    """export_onnx's output for the model with ``model_sha256``: its report, plus ``model.onnx`` when it passed
+    the parity check; refused when the report is of another model or the file is not the one it describes."""
+    report_uri = storage.join(onnx_dir, ONNX_REPORT_FILE)
+    report_bytes = storage.read_bytes(report_uri, label=label)
+    try:
+        report = json.loads(report_bytes)
+        if not isinstance(report, dict) or not isinstance(report.get("exported"), bool):
+            raise ValueError
+    except ValueError:
+        raise BadInputError(f"{report_uri}: not an export_onnx report", label=label) from None
+    if report.get("model_sha256") != model_sha256:
+        raise BadInputError(f"{report_uri}: the report is of model sha256 {str(report.get('model_sha256'))[:12]}…, "
+                            f"not of this model ({model_sha256[:12]}…)", label=label)
+    files = {ONNX_REPORT_FILE: report_bytes}
+    if report["exported"]:
+        onnx_uri = storage.join(onnx_dir, ONNX_FILE)
+        data = storage.read_bytes(onnx_uri, label=label)
+        if storage.sha256_hex(data) != report.get("onnx_sha256"):
+            raise ModelError(f"{onnx_uri}: sha256 differs from its parity report: the file was changed", label=label)
+        files[ONNX_FILE] = data
+    return files
