@@ -3,6 +3,8 @@
 #   1. train: the training pipeline (load → split → train → evaluate → deploy gate) under kfp.local
 #   2. watch: two production batches drawn by the make_batch image (docker run), one clean, one drifted
 #   3. monitor: the monitoring pipeline on each; the drifted one triggers retraining, the clean one not
+#   4. serve: the serve image answers Open Inference Protocol v2 requests for the production model, logs
+#      them to S3; join_labels turns the logged traffic into a batch and detect_drift checks it
 # Usage: scripts/demo.sh SPECS_DIR   (the folder written by build.py --push --pin-dir)
 set -euo pipefail
 SPECS=${1:?usage: scripts/demo.sh SPECS_DIR}
@@ -12,6 +14,7 @@ BUCKET=${MLOPS_DEMO_BUCKET:-mlops-demo}
 PREFIX="s3://$BUCKET/$(date -u +%Y%m%dT%H%M%SZ)"
 REGISTRY="$PREFIX/registry"
 DATASET=wine
+SERVE_PORT=${MLOPS_DEMO_SERVE_PORT:-18080}
 step_image() { sed -n 's/^ *image: *//p' "$SPECS/$1/component.yaml"; }
 banner() { printf '\n=== %s\n' "$*"; }
 
@@ -46,6 +49,41 @@ banner "3a. monitoring pipeline on the clean batch: expect no drift and no retra
 banner "3b. monitoring pipeline on the drifted batch: expect drift, retraining and a champion/challenger gate"
 "$PY" pipelines/monitoring.py run-local --specs-dir "$SPECS" --batch-uri "$PREFIX/batches/0002-drifted/batch.parquet" \
   --storage-root "$PREFIX/runs" --registry-uri "$REGISTRY"
+
+banner "4. serving the production model: docker run $(step_image serve) (OIP v2 on 127.0.0.1:$SERVE_PORT)"
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+SERVER=$(docker run -d --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY \
+  -e AWS_DEFAULT_REGION "$(step_image serve)" --registry-uri "$REGISTRY" --model-name classifier \
+  --host 127.0.0.1 --port "$SERVE_PORT" --log-uri "$PREFIX/predictions" --log-max-seconds 5)
+trap 'docker rm -f "$SERVER" >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 120); do curl -fsS "127.0.0.1:$SERVE_PORT/v2/health/ready" >/dev/null 2>&1 && break; sleep 1; done
+"$PY" - "$PREFIX/batches/0002-drifted/batch.parquet" "$SERVE_PORT" <<'PY'
+import json, sys, urllib.request
+from mlops_runtime import tables
+batch = tables.read_table(sys.argv[1]).drop(columns=["target"])
+for start in range(0, len(batch), 50):  # 6 requests of 50 rows: the drifted feed, as production sends it
+    rows = batch.iloc[start:start + 50]
+    body = {"parameters": {"content_type": "pd"},
+            "inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()} for c in rows]}
+    request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[2]}/v2/models/classifier/infer",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    answer = json.load(urllib.request.urlopen(request, timeout=30))
+    if start == 0:
+        outputs = {o["name"]: o["data"][:5] for o in answer["outputs"]}
+        print(f"model version {answer.get('parameters', {}).get('model_version')}, first outputs: {outputs}")
+print(f"sent {len(batch)} rows in {-(-len(batch) // 50)} requests")
+PY
+docker stop "$SERVER" >/dev/null  # SIGTERM: the server writes what its log still buffers
+docker run --rm --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY \
+  -e AWS_DEFAULT_REGION "$(step_image join_labels)" --log-uri "$PREFIX/predictions" --model-name classifier \
+  --start "$STARTED" --end "$(date -u -d '+1 minute' +%Y-%m-%dT%H:%M:%SZ)" --output-dir "$PREFIX/served"
+PRODUCTION=$("$PY" -c "from mlops_runtime.registry import ModelRegistry as R; import sys; \
+print(R(sys.argv[1], 'classifier').production().pointer['version_uri'])" "$REGISTRY")
+banner "4b. detect_drift on the served traffic against production ($PRODUCTION), with prediction drift"
+docker run --rm --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY \
+  -e AWS_DEFAULT_REGION "$(step_image detect_drift)" --reference-profile-uri "$PRODUCTION/reference_profile.json" \
+  --model-uri "$PRODUCTION/model.skops" --current-uri "$PREFIX/served/batch.parquet" \
+  --output-dir "$PREFIX/served-drift"
 
 banner "registry $REGISTRY"
 "$PY" - "$REGISTRY" <<'PY'
