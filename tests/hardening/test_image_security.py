@@ -53,7 +53,8 @@ CREDENTIAL_FILE = re.compile(r"(^|/)(\.aws/(credentials|config)|\.netrc|_netrc|\
                              r"|\.pypirc|\.npmrc|\.ssh/[^/]+|id_(rsa|dsa|ecdsa|ed25519)(\.pub)?|\.boto|\.s3cfg)$")
 SECRET_NAME = re.compile(r"(?i)secret|token|passw|credential|access_key|api_key|private_key|^AWS_")
 # What upstream packages' documentation uses in place of credentials.
-PLACEHOLDERS = {b"user", b"username", b"<username>", b"<user>", b"***", b"password", b"<password>", b"pass"}
+PLACEHOLDERS = {b"user", b"username", b"<username>", b"<user>", b"***", b"password", b"<password>", b"pass",
+                b"REDACTED"}  # opentelemetry's semantic-convention docs (in the serve image)
 UPSTREAM_EXAMPLES = {("botocore/data/iam/2010-05-08/examples-1.json", b"-----BEGIN DSA PRIVATE KEY-----")}
 
 

@@ -196,7 +196,7 @@ class ModelRegistry:
             return pointer["model_uri"]
         if reference.isdigit() and int(reference) in self.versions():
             return self.entry(int(reference))["model_uri"]
-        raise BadInputError(f"{self.base}: no model version '{reference}'")
+        raise BadInputError(f"{self.base}: no model version '{reference}'", label="--model-ref")
 
 
 def _remove(uris: Any) -> None:
