@@ -350,8 +350,9 @@ RECIPES: dict[str, tuple[str, ...]] = {
     "build_training_set": ("--history-uri", "{in}/split/train.parquet", "--batch-uris", '["{in}/batch/batch.parquet"]',
                            "--output-dir", "{out}"),
     "claim_batches": ("--batches-uri", "{in}/batch", "--registry-uri", "{out}/registry", "--run-id", "hardening"),
-    "complete_batches": ("--registry-uri", "{out}/registry", "--run-id", "hardening", "--batch-uris", "[]"),
-    "estimate_performance": ("--model-uri", "{in}/model/model.skops", "--reference-uri", "{in}/split/test.parquet",
+    "complete_batches": ("--registry-uri", "{out}/registry", "--run-id", "hardening", "--batch-uris",
+                         '["{in}/batch/batch.parquet"]'),
+    "estimate_performance": ("--model-uri", "{in}/model/model.skops", "--reference-uri", "{in}/data/data.parquet",
                              "--current-uri", "{in}/batch/batch.parquet", "--output-dir", "{out}"),
     "history_report": ("--registry-uri", "{in}/registry", "--output-dir", "{out}"),
     "notify": ("--event", "drift", "--state-uri", "{out}/state"),
@@ -379,6 +380,10 @@ def make_upstream(root: str) -> str:
         result = run_in_process(step, *args)
         assert result.exit_code == 0, f"{step}: {result.stderr}"
     write_prediction_log(f"{root}/predictions", f"{root}/split/test.parquet")
+    # the batch claimed by run "hardening" in the registry complete_batches' recipe marks it done in
+    claimed = run_in_process("claim_batches", "--batches-uri", f"{root}/batch", "--registry-uri",
+                             f"{root.rsplit('/', 1)[0]}/complete_batches/registry", "--run-id", "hardening")
+    assert claimed.exit_code == 0, f"claim_batches: {claimed.stderr}"
     return root
 
 
