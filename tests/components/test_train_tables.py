@@ -95,6 +95,7 @@ def test_each_estimator_and_task_on_a_mixed_table(step, tmp_path, estimator, tas
         assert r2_score(truth, predicted) > 0.7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_byte_identical_reruns_in_separate_processes(tmp_path, estimator):
     train_uri = put_csv(str(tmp_path / "train.csv"), mixed_table(300, seed=3))

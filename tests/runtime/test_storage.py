@@ -56,6 +56,7 @@ def test_unsupported_uris(uri):
         storage.read_bytes(uri)
 
 
+@pytest.mark.services  # asks the S3 server for a bucket it does not have
 def test_missing_bucket_on_write_is_a_storage_error():
     with pytest.raises(StorageError, match="no-such-bucket-mlops"):
         storage.write_bytes("s3://no-such-bucket-mlops/x", b"1")
