@@ -14,7 +14,7 @@ reports them for it. Targets (issue 7): each step at most 3x the bare transfer's
 Tables (``--table``): ``mixed`` (9 float64 with NaNs, 3 int64, 3 strings, 2 bools one with nulls, 1
 timestamp, 1 float amount, an int target) or ``numeric`` (10 float64, 9 int64, an int target; no
 missing values: what split before issue 7 accepted). ``--repo`` runs another checkout's steps (e.g.
-``--repo /work/main`` for the numbers before a change), with that checkout's runtime on PYTHONPATH.
+``--repo ../main-before`` for the numbers before a change), with that checkout's runtime on PYTHONPATH.
 
 Run: ``.venv/bin/python benchmarks/table_benchmark.py [--table mixed|numeric] [--repeat 3]``.
 Results: benchmarks/results/table_benchmark_<table>.{md,json} (git-ignored).
