@@ -10,7 +10,6 @@ went where, and the counts always add up to the rows read.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -39,18 +38,6 @@ def parse_window(text: str) -> tuple[str, int]:
         raise click.BadParameter("use all, batches:N, rows:N or days:N (N a positive integer)",
                                  param_hint="'--window'")
     return ("all", 0) if match.group(1) == "all" else (match.group(2), int(match.group(3)))
-
-
-def batch_list(text: str) -> list[str]:
-    try:
-        value = json.loads(text) if text.strip() else []
-    except ValueError:
-        raise BadInputError("not a JSON list of table URIs", label="--batch-uris") from None
-    if not isinstance(value, list) or not all(isinstance(uri, str) and uri for uri in value):
-        raise BadInputError("not a JSON list of table URIs", label="--batch-uris")
-    if len(value) > MAX_BATCHES:
-        raise BadInputError(f"{len(value)} batches; at most {MAX_BATCHES}", label="--batch-uris")
-    return value
 
 
 def conform(batch: pd.DataFrame, like: pd.DataFrame, *, uri: str) -> pd.DataFrame:
@@ -145,7 +132,7 @@ def cli(history_uri: str, batch_uris: str, target_column: str, time_column: str,
     holdout_uri = step_io.output_uri(output_dir, HOLDOUT_FILE)
     accounting_uri = step_io.output_uri(output_dir, ACCOUNTING_FILE)
     sources = ([(history_uri, "--history-uri")] if history_uri else []) + \
-        [(uri, "--batch-uris") for uri in batch_list(batch_uris)]
+        [(uri, "--batch-uris") for uri in step_io.uri_list(batch_uris, label="--batch-uris", limit=MAX_BATCHES)]
     if not sources:
         raise BadInputError("no history and no batches: nothing to train on", label="--batch-uris")
     frames, records, like = [], [], None

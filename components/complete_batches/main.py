@@ -1,30 +1,16 @@
 """complete_batches: record in the model's watermark that a monitoring run has checked its claimed batches."""
 from __future__ import annotations
 
-import json
-
 import click
 
 from mlops_runtime import outputs, step_io, watermark
 from mlops_runtime.cli import KfpOption, output_path_option, step
-from mlops_runtime.errors import BadInputError, ComponentError
+from mlops_runtime.errors import ComponentError
 from mlops_runtime.log import get_logger
 
 MAX_BATCHES = 1000
 
 log = get_logger("complete_batches")
-
-
-def batch_list(text: str) -> list[str]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise BadInputError("not a JSON list of batch URIs", label="--batch-uris") from None
-    if not isinstance(value, list) or not all(isinstance(uri, str) and uri for uri in value):
-        raise BadInputError("not a JSON list of batch URIs", label="--batch-uris")
-    if len(value) > MAX_BATCHES:
-        raise BadInputError(f"{len(value)} batches; at most {MAX_BATCHES} at once", label="--batch-uris")
-    return value
 
 
 @step("complete_batches", help="Mark the batches a monitoring run claimed (claim_batches) as checked in the "
@@ -36,7 +22,7 @@ def batch_list(text: str) -> list[str]:
               help="JSON list of the batch URIs the run checked (claim_batches' output).")
 @output_path_option("n_completed", "How many batches were newly marked as checked (0 when repeated).", "Integer")
 def cli(registry_uri: str, model_name: str, run_id: str, batch_uris: str, n_completed_output_path: str | None) -> None:
-    uris = batch_list(batch_uris)
+    uris = step_io.uri_list(batch_uris, label="--batch-uris", limit=MAX_BATCHES)
     if n_completed_output_path:
         outputs.check_output_path(n_completed_output_path, label=outputs.parameter_option("n_completed"))
     try:

@@ -66,3 +66,16 @@ def read_lineage(parquet: bytes) -> dict[str, Any] | None:
 def print_outputs(values: dict[str, Any]) -> None:
     """The step's last stdout line: its outputs as one JSON object (for ``docker run`` users)."""
     click.echo(json.dumps(values, sort_keys=True))
+
+
+def uri_list(text: str, *, label: str, limit: int) -> list[str]:
+    """A JSON list of at most ``limit`` non-empty URIs (a KFP JsonArray input); empty text is the empty list."""
+    try:
+        value = json.loads(text) if text.strip() else []
+    except ValueError:
+        raise BadInputError("not a JSON list of URIs", label=label) from None
+    if not isinstance(value, list) or not all(isinstance(uri, str) and uri for uri in value):
+        raise BadInputError("not a JSON list of URIs", label=label)
+    if len(value) > limit:
+        raise BadInputError(f"{len(value)} URIs; at most {limit}", label=label)
+    return value
