@@ -39,12 +39,8 @@ def download_file(uri: str, target: Path, *, label: str | None = None) -> str:
             if isinstance(location, Path):
                 try:
                     source = open(location, "rb")
-                except FileNotFoundError:
-                    raise BadInputError(f"{uri}: no such file") from None
-                except IsADirectoryError:
-                    raise BadInputError(f"{uri}: is a directory, not a file") from None
-                except PermissionError:
-                    raise StorageError(f"{uri}: permission denied") from None
+                except OSError as error:
+                    raise storage.local_read_error(uri, error) from None
                 with source:
                     chunks = iter(lambda: source.read(_FILE_CHUNK), b"")
                     for chunk in chunks:

@@ -95,14 +95,8 @@ def read_bytes(uri: str, *, label: str | None = None) -> bytes:
         if isinstance(location, Path):
             try:
                 return location.read_bytes()
-            except FileNotFoundError:
-                raise BadInputError(f"{uri}: no such file") from None
-            except IsADirectoryError:
-                raise BadInputError(f"{uri}: is a directory, not a file") from None
-            except PermissionError:
-                raise StorageError(f"{uri}: permission denied") from None
             except OSError as error:
-                raise local_error(uri, error) from None
+                raise local_read_error(uri, error) from None
         client = s3_client()
         try:
             return _with_retries(lambda: client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
@@ -288,6 +282,17 @@ def list_uris(prefix: str) -> list[str]:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def local_read_error(uri: str, error: OSError) -> ComponentError:
+    """What reading a local file that failed with ``error`` means for the step (see :func:`local_error`)."""
+    if isinstance(error, FileNotFoundError):
+        return BadInputError(f"{uri}: no such file")
+    if isinstance(error, IsADirectoryError):
+        return BadInputError(f"{uri}: is a directory, not a file")
+    if isinstance(error, PermissionError):
+        return StorageError(f"{uri}: permission denied")
+    return local_error(uri, error)
 
 
 def local_error(uri: str, error: OSError, *, writing: bool = False) -> ComponentError:
