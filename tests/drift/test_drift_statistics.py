@@ -12,7 +12,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp, wasserstein_distance
 
-from mlops_runtime import drift
+from mlops_runtime import drift, drift_statistics
 from mlops_runtime.columnar import ParquetColumns, category_key
 from mlops_runtime.drift import ECDF, Thresholds, build_profile, detect_drift, ks_wasserstein
 from mlops_runtime.errors import BadInputError
@@ -46,13 +46,13 @@ def test_kernel_blocks_join_seamlessly(monkeypatch):
     rng = np.random.default_rng(12)
     a, b = np.round(rng.normal(0, 1, 30_000), 2), np.round(rng.normal(0.1, 1.2, 20_000), 2)
     expected = ks_2samp(a, b, method="asymp").statistic, wasserstein_distance(a, b)
-    monkeypatch.setattr(drift, "_BLOCK", 997)
-    monkeypatch.setattr(drift, "_KS_BLOCK", 61)
+    monkeypatch.setattr(drift_statistics, "_BLOCK", 997)
+    monkeypatch.setattr(drift_statistics, "_KS_BLOCK", 61)
     for left, right in ((a, b), (b, a), (a[:500], b), (a, b[:500])):
         statistic, distance = ks_wasserstein(ecdf(left), np.sort(right))
         assert statistic == ks_2samp(left, right, method="asymp").statistic
         assert distance == pytest.approx(wasserstein_distance(left, right), rel=1e-12)
-    monkeypatch.setattr(drift, "_KS_BLOCK", 1)  # every value its own block
+    monkeypatch.setattr(drift_statistics, "_KS_BLOCK", 1)  # every value its own block
     assert ks_wasserstein(ecdf(a), np.sort(b)) == pytest.approx(expected, rel=1e-12)
 
 
