@@ -118,7 +118,7 @@ provision_s3() {
 }
 
 # Bump when the base image recipe below changes: provisioning rebuilds a base whose label differs.
-BASE_RECIPE=2
+BASE_RECIPE=3
 
 provision_base_image() {
   # A Python 3.11 base image made from Debian packages (no registry is reachable to pull python:3.11-slim),
@@ -136,7 +136,8 @@ provision_base_image() {
     command -v debootstrap >/dev/null || apt_install debootstrap
     log "debootstrapping a minimal bookworm with python3 (about a minute)"
     rm -rf "$STATE/rootfs"
-    debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+    # No python3-pip (25 MB with setuptools and wheel): builds make venvs (python3-venv brings the wheels).
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
       bookworm "$STATE/rootfs" http://deb.debian.org/debian >"$STATE/debootstrap.log" 2>&1
     # What an image never needs: apt's package lists and caches (about 96 MB), logs, documentation,
     # manual pages and message catalogues; dpkg is told to leave the last three out of later installs.
