@@ -147,7 +147,8 @@ pushed image gets its CycloneDX SBOM and SLSA provenance attached as OCI referre
 
 \b
 With --push the images go to the registry, and each component.yaml's `image:` line is
-pinned to what was pushed: <registry>/{IMAGE_NAMESPACE}/<step>:<VERSION>@sha256:<digest>.
+pinned to what was pushed: <registry>/{IMAGE_NAMESPACE}/<step>@sha256:<digest> (no tag: kfp.local
+compares the reference with the image's RepoDigests, which never hold a tag, and pulls again otherwise).
 Only that line changes. By default the files are rewritten in place; --pin-dir DIR
 writes copies to DIR/<step>/component.yaml instead and leaves the tree alone.
 
@@ -276,7 +277,7 @@ def build(steps: list[str], *, registry: str = "", base_image: str | None = None
     for s in steps:
         if not images[s].digest.startswith("sha256:"):
             raise BuildError(f"bake reported no pushed digest for {s}; cannot pin its component.yaml")
-        result["images"][s] = f"{repository(registry, s)}:{version}@{images[s].digest}"
+        result["images"][s] = f"{repository(registry, s)}@{images[s].digest}"
     try:
         publish.retag(registry, images, tags)
         result["attestations"] = publish.attach_attestations(registry, images, steps, base_image or DEFAULT_BASE,

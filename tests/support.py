@@ -55,7 +55,7 @@ class BuiltImages:
     """What ``build.py --push --pin-dir`` produced for this session.
 
     ``specs_dir / <step> / component.yaml`` is each step's spec pinned to its pushed digest and
-    ``images[step]`` that pinned reference (``<registry>/mlops-components/<step>:<version>@sha256:...``);
+    ``images[step]`` that pinned reference (``<registry>/mlops-components/<step>@sha256:...``, no tag);
     ``tags[step]`` are the tags it was pushed under.
     """
 

@@ -119,7 +119,7 @@ def test_chain_on_s3(client, built_images, s3_prefix: str):
     lineage = read_lineage(storage.read_bytes(loaded["data_uri"]))
     assert lineage["component"] == "load_data"
     assert lineage["component_version"] == built_images.version
-    assert lineage["image"] == built_images.images["load_data"].split("@")[0]
+    assert lineage["image"] == f'{built_images.images["load_data"].split("@")[0]}:{built_images.version}'
     assert lineage["git_revision"]
 
 
@@ -174,3 +174,49 @@ def test_usage_error_exits_2(client, built_images):
     assert ran.code == 2
     lines = ran.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--test-size" in lines[0], ran.stderr
+
+
+def test_specs_are_pinned_by_digest_alone(built_images):
+    """``repo@sha256:…`` with no tag: kfp.local compares the reference with RepoDigests (tagless) and
+    would pull a ``repo:tag@sha256:…`` again for every task."""
+    for name, image in built_images.images.items():
+        repository, digest = image.split("@")
+        assert repository.endswith(f"/mlops-components/{name}") and ":" not in repository.rsplit("/", 1)[1]
+        assert len(digest) == len("sha256:") + 64 and digest.startswith("sha256:")
+        assert f"image: {image}\n" in built_images.spec(name).read_text()
+
+
+# Every runtime module, each pyarrow module the runtime reaches, and a client of S3 and of each service
+# botocore's credential providers call: what slim_venv.sh keeps must be all of it; what it removed
+# (Arrow Flight, pyarrow's S3 filesystem, other AWS services' models) must be gone.
+SLIM_PROBE = """
+import importlib, pkgutil, boto3, mlops_runtime
+for module in pkgutil.iter_modules(mlops_runtime.__path__):
+    if module.name != "serving":  # needs the serve image's own packages
+        importlib.import_module("mlops_runtime." + module.name)
+import pyarrow, pyarrow.compute, pyarrow.csv, pyarrow.dataset, pyarrow.fs, pyarrow.parquet, pyarrow.json
+for service in ("s3", "sts", "sso", "sso-oidc", "signin"):
+    boto3.client(service, region_name="us-east-1")
+try:
+    pyarrow.fs.S3FileSystem
+except ImportError:
+    pass
+else:
+    raise AssertionError("pyarrow's S3FileSystem is still in the image")
+try:
+    import pyarrow.flight
+except ImportError:
+    pass
+else:
+    raise AssertionError("pyarrow.flight is still in the image")
+try:
+    boto3.client("dynamodb", region_name="us-east-1")
+except Exception as error:
+    assert type(error).__name__ == "UnknownServiceError", error
+print("ok")
+"""
+
+
+def test_the_slimmed_venv_has_everything_the_steps_load(client, built_images):
+    ran = run(client, built_images.images["train"], "-c", SLIM_PROBE, entrypoint=["python"])
+    assert (ran.code, ran.stdout.strip()) == (0, "ok"), ran.stderr
