@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_runtime import log_tables, storage, tables
+from mlops_runtime.columnar import Columns, category_key
 from mlops_runtime.errors import BadInputError, ComponentError
 from mlops_runtime.log import get_logger
 
@@ -239,3 +240,52 @@ def read_prediction_logs(log_uri: str, model_name: str, *, start: dt.datetime, e
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def is_log_table(names: list[str]) -> bool:
+    """Whether a table is a prediction-log partition (or a join_labels batch kept --with-predictions)."""
+    return all(name in names for name in META_COLUMNS) and PREDICTION_COLUMN in names
+
+
+class FeatureColumns(Columns):
+    """A log partition seen as a monitoring batch: the model's inputs only (no metadata, no predictions)."""
+
+    def __init__(self, source: Columns) -> None:
+        self.source = source
+        self.names = [name for name in source.names if not is_log_column(name)]
+        self.num_rows = source.num_rows
+
+    def kind(self, name: str) -> str | None:
+        return self.source.kind(name)
+
+    def type_name(self, name: str) -> str:
+        return self.source.type_name(name)
+
+    def numeric(self, name: str) -> np.ndarray:
+        return self.source.numeric(name)
+
+    def value_counts(self, name: str) -> tuple[dict[str, int], int]:
+        return self.source.value_counts(name)
+
+
+def logged_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The served outputs of a log table in :mod:`mlops_runtime.prediction_drift`'s columns (as the reference
+    profile holds them): ``predicted_class`` and ``probability:<class>`` for classifiers (the log has
+    ``proba_<class>`` columns), else ``prediction`` as a number."""
+    from mlops_runtime import prediction_drift
+
+    probabilities = [name for name in frame.columns if str(name).startswith(PROBA_PREFIX)]
+    if not probabilities:
+        return pd.DataFrame({prediction_drift.PREDICTION: pd.to_numeric(frame[PREDICTION_COLUMN], errors="coerce")})
+    columns: dict[str, Any] = {prediction_drift.PREDICTED_CLASS: pd.Series(
+        [category_key(value) for value in frame[PREDICTION_COLUMN]], dtype=object)}
+    for name in probabilities:
+        columns[prediction_drift.PROBABILITY_PREFIX + str(name)[len(PROBA_PREFIX):]] = \
+            frame[name].to_numpy(dtype=np.float64)
+    return pd.DataFrame(columns)
+
+
+def list_partitions(log_uri: str, model_name: str) -> list[str]:
+    """The log's partition files of ``model_name`` under ``log_uri``, oldest first (files are named by time)."""
+    base = storage.join(log_uri, model_name)
+    return sorted(uri for uri in storage.list_uris(base) if _hour_of(uri) is not None)
