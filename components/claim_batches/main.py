@@ -5,12 +5,13 @@ import datetime as dt
 
 import click
 
-from mlops_runtime import outputs, step_io, watermark
+from mlops_runtime import outputs, prediction_log, step_io, watermark
 from mlops_runtime.cli import output_path_option, step
 from mlops_runtime.errors import ComponentError
 from mlops_runtime.log import get_logger
 
 log = get_logger("claim_batches")
+LOG_FILES = "prediction-log"
 
 
 @step("claim_batches", help="Claim, for one monitoring run, the oldest batches under --batches-uri that the "
@@ -18,7 +19,9 @@ log = get_logger("claim_batches")
                             "checked, at most --max-batches of them, in URI order (name batch folders by time).")
 @click.option("--batches-uri", required=True, help="Folder (s3://... or a local path) holding the production batches.")
 @click.option("--file-name", default="batch.parquet", show_default=True,
-              help="Name of a batch file below --batches-uri; '*.parquet' takes every Parquet file.")
+              help="Name of a batch file below --batches-uri; '*.parquet' takes every Parquet file; 'prediction-log': "
+                   "--batches-uri is the serve image's --log-uri and each partition file of --model-name is a batch, "
+                   "oldest first.")
 @click.option("--registry-uri", required=True, help="Model registry root (s3://... or a local folder).")
 @click.option("--model-name", default="classifier", show_default=True, help="Name of the model in the registry.")
 @click.option("--run-id", required=True, help="The monitoring run claiming the batches; the same id claims the "
@@ -44,7 +47,8 @@ def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, ru
     except ComponentError as error:
         raise error.about("--registry-uri") from None
     try:
-        candidates = watermark.list_batches(batches_uri, file_name)
+        candidates = (prediction_log.list_partitions(batches_uri, model_name) if file_name == LOG_FILES
+                      else watermark.list_batches(batches_uri, file_name))
     except ComponentError as error:
         raise error.about("--batches-uri") from None
     try:

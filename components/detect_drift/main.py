@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlops_runtime import drift, journal, model_monitoring, models, outputs, step_io, storage
+from mlops_runtime import drift, journal, model_monitoring, models, outputs, prediction_log, step_io, storage
 from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
 from mlops_runtime.data_quality import DEFAULT_SHARE_THRESHOLD as QUALITY_SHARE
@@ -42,7 +42,10 @@ def names(text: str) -> list[str]:
 @click.option("--reference-profile-uri", default=None,
               help="Reference profile JSON (mlops_runtime.drift.write_profile; train writes one beside each model); "
                    "preferred over --reference-uri when both are given (empty means none).")
-@click.option("--current-uri", required=True, help="Current table (Parquet or CSV) with the reference's columns.")
+@click.option("--current-uri", required=True,
+              help="Current table (Parquet or CSV) with the reference's columns, or a prediction-log partition of the "
+                   "serve image (its metadata and prediction columns are left out; its predictions give the "
+                   "prediction drift).")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @click.option("--target-column", default="target", show_default=True,
               help="Column left out of drift detection (absent is fine).")
@@ -124,6 +127,9 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
             reference, reference_record = stack.enter_context(open_columns(reference_uri, label="--reference-uri"))
             reference_label = "--reference-uri"
         current, current_record = stack.enter_context(open_columns(current_uri, label="--current-uri"))
+        logged = prediction_log.is_log_table(current.names)
+        if logged:  # a prediction-log partition: its metadata and predictions are not features
+            current = prediction_log.FeatureColumns(current)
         report = drift.detect_drift(reference, current, thresholds=thresholds,
                                     critical_features=names(critical_features),
                                     categorical_features=names(categorical_features), target_column=target_column,
@@ -131,7 +137,8 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
                                     feature_weights=weights)
         report.update(model_monitoring.monitor_model(
             model_uri=model_uri, predictions_uri=predictions_uri, reference=reference, reference_uri=reference_uri,
-            current_uri=current_uri, thresholds=thresholds, quality_share_threshold=quality_share_threshold))
+            current_uri=current_uri, thresholds=thresholds, quality_share_threshold=quality_share_threshold,
+            logged=logged))
     report["reference"]["uri"] = reference_profile_uri or reference_uri
     report["current"]["uri"] = current_uri
     parameters = {"reference_uri": reference_uri, "reference_profile_uri": reference_profile_uri,

@@ -46,7 +46,9 @@ def probabilities_of(model: Any, table: Any, model_signature: dict[str, Any], *,
 @click.option("--model-uri", required=True, help="The model (model.skops with model_card.json beside it).")
 @click.option("--reference-uri", required=True,
               help="Labeled table the model did not train on (its test split): fits the calibration.")
-@click.option("--current-uri", required=True, help="The unlabeled batch (labels, if present, are ignored).")
+@click.option("--current-uri", required=True,
+              help="The unlabeled batch (labels, if present, are ignored), or a prediction-log partition of the serve "
+                   "image (its metadata and prediction columns are ignored).")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @click.option("--metric", type=click.Choice(estimation.METRICS), default="accuracy", show_default=True,
               help="Metric the verdict is about.")

@@ -53,13 +53,16 @@ def card_for(model: Pipeline, table: pd.DataFrame, payload: bytes) -> dict:
             "signature": sig, "library_versions": models.library_versions()}
 
 
-def register(registry_uri: str, name: str, model: Pipeline, table: pd.DataFrame, *, promote: bool = True) -> int:
+def register(registry_uri: str, name: str, model: Pipeline, table: pd.DataFrame, *, promote: bool = True,
+             onnx_dir: str | None = None) -> int:
     """Register ``model`` (and point production at it when ``promote``); returns its version."""
     payload = models.dumps(model)
     card = card_for(model, table, payload)
     registry = ModelRegistry(registry_uri, name)
+    extra = models.onnx_files(onnx_dir, card["model_sha256"], label="--onnx-dir") if onnx_dir else None
     version, _ = registry.register(model=payload, card=outputs.json_bytes(card),
-                                   metrics=json.dumps({"accuracy": 1.0}).encode(), entry={"metrics": {}})
+                                   metrics=json.dumps({"accuracy": 1.0}).encode(), entry={"metrics": {}},
+                                   extra_files=extra)
     if promote:
         assert registry.promote(version, reason="test", expected=registry.production())
     return version

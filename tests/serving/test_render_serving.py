@@ -126,3 +126,67 @@ def test_no_previous_version_is_bad_input(step, tmp_path):
     register(str(tmp_path / "reg"), MODEL, fit_pipeline(table), table)
     result = render(step, str(tmp_path / "reg"), tmp_path / "out", "--model-ref", "previous")
     assert result.exit_code == 3 and result.stderr.startswith("error: --model-ref: "), result.stderr
+
+
+@pytest.fixture(scope="module")
+def onnx_registry(tmp_path_factory) -> str:
+    """Version 1 without ONNX, version 2 (production) with export_onnx's parity-checked model.onnx registered."""
+    from mlops_runtime import models, outputs, storage
+    from tests.serving.serving_fixtures import card_for
+    from tests.support import run_step
+
+    root = tmp_path_factory.mktemp("onnx-registry")
+    table = customers()
+    register(str(root / "registry"), MODEL, fit_pipeline(table, n_estimators=5), table)
+    model = fit_pipeline(table)
+    payload = models.dumps(model)
+    storage.write_bytes(str(root / "model" / "model.skops"), payload)
+    storage.write_bytes(str(root / "model" / "model_card.json"), outputs.json_bytes(card_for(model, table, payload)))
+    table.to_csv(root / "test.csv", index=False)
+    exported = run_step("export_onnx", "--model-uri", str(root / "model" / "model.skops"), "--test-uri",
+                        str(root / "test.csv"), "--output-dir", str(root / "onnx"))
+    assert exported.exit_code == 0, exported.stderr
+    register(str(root / "registry"), MODEL, model, table, onnx_dir=str(root / "onnx"))
+    return str(root / "registry")
+
+
+def test_onnx_renders_a_triton_inference_service_with_its_model_repository(step, onnx_registry, tmp_path):
+    out = tmp_path / "out"
+    result = step("render_serving", "--registry-uri", onnx_registry, "--model-name", MODEL, "--model-format", "onnx",
+                  "--output-dir", out)
+    assert result.exit_code == 0, result.stderr
+    service = yaml.safe_load((out / "inferenceservice.yaml").read_text())
+    valid("InferenceService", service)
+    model = service["spec"]["predictor"]["model"]
+    assert model["modelFormat"] == {"name": "onnx"} and "runtime" not in model
+    assert model["storageUri"] == str(out / "triton") and model["protocolVersion"] == "v2"
+    registered = (Path(ModelRegistry(onnx_registry, MODEL).version_uri(2)) / "model.onnx").read_bytes()
+    assert (out / "triton" / MODEL / "1" / "model.onnx").read_bytes() == registered  # Triton's layout
+    assert 'backend: "onnxruntime"' in (out / "triton" / MODEL / "config.pbtxt").read_text()
+    assert not (out / "servingruntime.yaml").exists()  # KServe's own Triton runtime serves it
+
+
+def test_onnx_refuses_a_version_without_an_onnx_model(step, onnx_registry, tmp_path):
+    result = step("render_serving", "--registry-uri", onnx_registry, "--model-name", MODEL, "--model-format", "onnx",
+                  "--model-ref", "1", "--output-dir", tmp_path / "out")
+    assert result.exit_code == 3 and result.stderr.startswith("error: --model-format: version 1 has no ONNX model")
+    assert not (tmp_path / "out").exists()
+
+
+def test_onnx_refuses_a_changed_model_file(step, onnx_registry, tmp_path):
+    import shutil
+
+    registry = tmp_path / "registry"
+    shutil.copytree(onnx_registry, registry)
+    onnx_file = Path(ModelRegistry(str(registry), MODEL).version_uri(2)) / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
+    result = step("render_serving", "--registry-uri", registry, "--model-name", MODEL, "--model-format", "onnx",
+                  "--output-dir", tmp_path / "out")
+    assert result.exit_code == 5 and result.stderr.startswith("error: --model-format: "), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_skops_still_needs_the_serve_image(step, onnx_registry, tmp_path):
+    result = step("render_serving", "--registry-uri", onnx_registry, "--model-name", MODEL,
+                  "--output-dir", tmp_path / "out")
+    assert result.exit_code == 3 and result.stderr.startswith("error: --serve-image: "), result.stderr

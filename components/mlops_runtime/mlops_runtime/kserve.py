@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 SKOPS_FORMAT = "skops"
+ONNX_FORMAT = "onnx"  # served by KServe's Triton runtime (kserve-tritonserver), auto-selected
 KSERVE_GROUP = "serving.kserve.io"
 MODEL_DIR = "/mnt/models"
 
@@ -39,15 +40,17 @@ def serving_runtime(name: str, image: str, *, port: int = 8080) -> dict[str, Any
     }
 
 
-def inference_service(name: str, *, storage_uri: str, runtime: str, model_version: int, cpu: str, memory: str,
-                      min_replicas: int, max_replicas: int, canary_traffic_percent: int | None = None,
-                      service_account: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+def inference_service(name: str, *, storage_uri: str, runtime: str | None, model_version: int, cpu: str,
+                      memory: str, min_replicas: int, max_replicas: int, canary_traffic_percent: int | None = None,
+                      service_account: str | None = None, namespace: str | None = None,
+                      model_format: str = SKOPS_FORMAT) -> dict[str, Any]:
+    """``runtime`` None: KServe picks a runtime for the format (Triton for onnx)."""
     predictor: dict[str, Any] = {
         "minReplicas": min_replicas,
         "maxReplicas": max_replicas,
         "model": {
-            "modelFormat": {"name": SKOPS_FORMAT},
-            "runtime": runtime,
+            "modelFormat": {"name": model_format},
+            **({"runtime": runtime} if runtime else {}),
             "protocolVersion": "v2",
             "storageUri": storage_uri,
             "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
@@ -95,3 +98,8 @@ def _apply_all(api: Any, documents: list[dict[str, Any]], namespace: str, api_ex
             api.patch_namespaced_custom_object(group, version, namespace, plural, name, document)
             done.append(f"updated {document['kind']}/{name}")
     return done
+
+
+def triton_config(model_name: str) -> str:
+    """A minimal Triton model configuration: the ONNX backend completes inputs and outputs from the model."""
+    return f'name: "{model_name}"\nbackend: "onnxruntime"\nmax_batch_size: 0\n'

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import data_quality, drift, models, prediction_drift, signature, tables
+from . import data_quality, drift, models, prediction_drift, prediction_log, signature, tables
 from .errors import BadInputError, ModelError
 from .log import get_logger
 
@@ -37,12 +37,16 @@ def score(model: Any, table: pd.DataFrame, model_signature: dict[str, Any], *, u
 
 def monitor_model(*, model_uri: str | None, predictions_uri: str | None, reference: Any, reference_uri: str | None,
                   current_uri: str, thresholds: drift.Thresholds,
-                  quality_share_threshold: float) -> dict[str, Any]:
-    """``{"data_quality": ..., "predictions": ...}`` for the drift report (None where not computed)."""
+                  quality_share_threshold: float, logged: bool = False) -> dict[str, Any]:
+    """``{"data_quality": ..., "predictions": ...}`` for the drift report (None where not computed).
+
+    ``logged``: the current table is a prediction log (:func:`mlops_runtime.prediction_log.is_log_table`);
+    without ``predictions_uri`` its served predictions are the current outputs (no scoring again).
+    """
     result: dict[str, Any] = {"data_quality": None, "predictions": None}
-    if model_uri is None and predictions_uri is None:
+    if model_uri is None and predictions_uri is None and not logged:
         return result
-    current_frame = tables.read_table(current_uri, label="--current-uri") if model_uri else None
+    current_frame = tables.read_table(current_uri, label="--current-uri") if model_uri or logged else None
     model = card = model_signature = None
     if model_uri:
         model, card = models.load_model(model_uri, label="--model-uri")
@@ -61,6 +65,9 @@ def monitor_model(*, model_uri: str | None, predictions_uri: str | None, referen
     if predictions_uri:
         current_predictions = tables.read_table(predictions_uri, label="--predictions-uri")
         label = "--predictions-uri"
+    elif logged:
+        current_predictions = prediction_log.logged_predictions(current_frame)
+        label = "--current-uri"
     elif result["data_quality"]["schema_errors"]:
         result["predictions"] = {"skipped": "the batch does not fit the model's signature"}
         return result
@@ -69,6 +76,6 @@ def monitor_model(*, model_uri: str | None, predictions_uri: str | None, referen
         label = "--current-uri"
     report = drift.detect_drift(reference_predictions, current_predictions, thresholds=thresholds,
                                 reference_label="--reference-profile-uri", current_label=label)
-    report["source"] = "predictions_uri" if predictions_uri else "model_uri"
+    report["source"] = "predictions_uri" if predictions_uri else "prediction_log" if logged else "model_uri"
     result["predictions"] = report
     return result

@@ -1,11 +1,13 @@
 """Prediction logs: every served request's inputs and outputs as time-partitioned Parquet batches.
 
-Layout: ``<log-uri>/<model>/date=YYYY-MM-DD/hour=HH/<uuid>.parquet``, one row per predicted row with
+Layout: ``<log-uri>/<model>/date=YYYY-MM-DD/hour=HH/<first timestamp>-<random>.parquet`` (URI order is
+time order), one row per predicted row with
 ``request_id``, ``row`` (its index in the request), ``timestamp`` (UTC), ``model_version``, the model's
 input columns, ``prediction`` and, for classifiers, ``proba_<class>`` columns.
 
 ``PredictionLog.record`` only appends to a bounded in-memory buffer (it never waits on storage and never
-raises); a background thread writes a batch when it reaches ``max_rows`` or is ``max_seconds`` old. A full
+raises); a background thread writes a batch when it reaches ``max_rows`` or is ``max_seconds`` old,
+converting it to Arrow column by column (:mod:`mlops_runtime.log_tables`). A full
 buffer or a failed write drops records and counts them (``stats()``); ``close()`` writes what is left.
 """
 from __future__ import annotations
@@ -19,8 +21,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from mlops_runtime import storage, tables
+from mlops_runtime import log_tables, storage, tables
+from mlops_runtime.columnar import Columns, category_key
 from mlops_runtime.errors import BadInputError, ComponentError
 from mlops_runtime.log import get_logger
 
@@ -34,7 +40,7 @@ _PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$
 
 @dataclass
 class _Pending:
-    frames: list[tuple] = field(default_factory=list)  # record() arguments, tabulated when written
+    frames: list[tuple] = field(default_factory=list)  # record() arguments, converted when written
     rows: int = 0
     bytes: int = 0
     since: float | None = None
@@ -62,6 +68,7 @@ class PredictionLog:
         """Queue one request's rows; False (and counted as dropped) when the buffer is full or closed.
 
         Only an O(columns) size estimate happens here; the rows become a table in the writer thread.
+        Keeps references to ``inputs`` and ``outputs``: the caller must not change them afterwards.
         """
         rows = len(inputs)
         try:
@@ -123,31 +130,47 @@ class PredictionLog:
             pending.since is not None and self._clock() - pending.since >= self.max_seconds)
 
     def _write(self, batch: _Pending) -> None:
-        frames = []
-        for entry in batch.frames:
-            try:
-                frames.append(_tabulate(*entry))
-            except Exception as error:  # one odd request must not lose the batch
-                log.warning("prediction log: dropped request %s (%s)", entry[0], error)
-                with self._lock:
-                    self._counters["dropped_rows"] += len(entry[3])
-        if not frames:
-            return
-        table = pd.concat(frames, ignore_index=True)
-        hours = table["timestamp"].dt.floor("h")
-        for hour, part in table.groupby(hours, sort=True):
-            uri = storage.join(self.base, f"date={hour:%Y-%m-%d}", f"hour={hour:%H}", f"{uuid.uuid4().hex}.parquet")
-            try:
-                storage.write_bytes(uri, tables.table_bytes(part.reset_index(drop=True)))
-            except Exception as error:  # a storage outage drops logs, never requests
-                log.warning("prediction log: dropped %d rows, cannot write %s (%s)", len(part), uri, error)
-                with self._lock:
-                    self._counters["dropped_rows"] += len(part)
-                    self._counters["failed_writes"] += 1
-                continue
+        """Write a batch: one file per hour and schema, its rows converted to Arrow column by column."""
+        by_hour: dict[dt.datetime, list[log_tables.Record]] = {}
+        for record in batch.frames:
+            by_hour.setdefault(_hour(record[2]), []).append(record)
+        for hour, records in sorted(by_hour.items()):
+            for run in log_tables.runs_of_one_schema(records):
+                table = self._table(run)
+                if table is not None:
+                    self._put(hour, table)
+
+    def _table(self, records: list[log_tables.Record]) -> pa.Table | None:
+        try:
+            return log_tables.to_table(records)
+        except Exception:  # one odd request must not lose the batch: find it, drop it alone
+            kept = []
+            for record in records:
+                try:
+                    kept.append(log_tables.to_table([record]))
+                except Exception as error:
+                    log.warning("prediction log: dropped request %s (%s)", record[0], error)
+                    with self._lock:
+                        self._counters["dropped_rows"] += len(record[3])
+            return pa.concat_tables(kept, promote_options="permissive") if kept else None
+
+    def _put(self, hour: dt.datetime, table: pa.Table) -> None:
+        first = pd.Timestamp(pc.min(table["timestamp"]).as_py()).tz_convert("UTC")
+        name = f"{first:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.parquet"  # URI order is time order
+        uri = storage.join(self.base, f"date={hour:%Y-%m-%d}", f"hour={hour:%H}", name)
+        try:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            storage.write_bytes(uri, sink.getvalue().to_pybytes())
+        except Exception as error:  # a storage outage drops logs, never requests
+            log.warning("prediction log: dropped %d rows, cannot write %s (%s)", table.num_rows, uri, error)
             with self._lock:
-                self._counters["logged_rows"] += len(part)
-                self._counters["written_files"] += 1
+                self._counters["dropped_rows"] += table.num_rows
+                self._counters["failed_writes"] += 1
+            return
+        with self._lock:
+            self._counters["logged_rows"] += table.num_rows
+            self._counters["written_files"] += 1
 
 
 def approx_bytes(inputs: pd.DataFrame, outputs: dict[str, Any]) -> int:
@@ -161,22 +184,14 @@ def approx_bytes(inputs: pd.DataFrame, outputs: dict[str, Any]) -> int:
     return size
 
 
-def _tabulate(request_id: str, model_version: int, when: dt.datetime, inputs: pd.DataFrame,
-              outputs: dict[str, Any]) -> pd.DataFrame:
-    frame = inputs.reset_index(drop=True).copy()
-    for name in frame.columns:  # one Parquet type per column: mixed text/number values as text
-        if frame[name].dtype == object:
-            frame[name] = frame[name].where(frame[name].isna(), frame[name].astype(str))
-    for name, values in outputs.items():
-        frame[name] = list(values) if not hasattr(values, "shape") else values
-    meta = pd.DataFrame({"request_id": request_id, "row": range(len(frame)),
-                         "timestamp": pd.Timestamp(when).tz_convert("UTC"), "model_version": model_version})
-    return pd.concat([meta, frame], axis=1)
-
-
 def is_log_column(name: str) -> bool:
     """Whether a logged column is request metadata or a prediction rather than a model input."""
     return name in META_COLUMNS or name == PREDICTION_COLUMN or name.startswith(PROBA_PREFIX)
+
+
+def _hour(moment: dt.datetime) -> dt.datetime:
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _monotonic() -> float:
@@ -225,3 +240,52 @@ def read_prediction_logs(log_uri: str, model_name: str, *, start: dt.datetime, e
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def is_log_table(names: list[str]) -> bool:
+    """Whether a table is a prediction-log partition (or a join_labels batch kept --with-predictions)."""
+    return all(name in names for name in META_COLUMNS) and PREDICTION_COLUMN in names
+
+
+class FeatureColumns(Columns):
+    """A log partition seen as a monitoring batch: the model's inputs only (no metadata, no predictions)."""
+
+    def __init__(self, source: Columns) -> None:
+        self.source = source
+        self.names = [name for name in source.names if not is_log_column(name)]
+        self.num_rows = source.num_rows
+
+    def kind(self, name: str) -> str | None:
+        return self.source.kind(name)
+
+    def type_name(self, name: str) -> str:
+        return self.source.type_name(name)
+
+    def numeric(self, name: str) -> np.ndarray:
+        return self.source.numeric(name)
+
+    def value_counts(self, name: str) -> tuple[dict[str, int], int]:
+        return self.source.value_counts(name)
+
+
+def logged_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The served outputs of a log table in :mod:`mlops_runtime.prediction_drift`'s columns (as the reference
+    profile holds them): ``predicted_class`` and ``probability:<class>`` for classifiers (the log has
+    ``proba_<class>`` columns), else ``prediction`` as a number."""
+    from mlops_runtime import prediction_drift
+
+    probabilities = [name for name in frame.columns if str(name).startswith(PROBA_PREFIX)]
+    if not probabilities:
+        return pd.DataFrame({prediction_drift.PREDICTION: pd.to_numeric(frame[PREDICTION_COLUMN], errors="coerce")})
+    columns: dict[str, Any] = {prediction_drift.PREDICTED_CLASS: pd.Series(
+        [category_key(value) for value in frame[PREDICTION_COLUMN]], dtype=object)}
+    for name in probabilities:
+        columns[prediction_drift.PROBABILITY_PREFIX + str(name)[len(PROBA_PREFIX):]] = \
+            frame[name].to_numpy(dtype=np.float64)
+    return pd.DataFrame(columns)
+
+
+def list_partitions(log_uri: str, model_name: str) -> list[str]:
+    """The log's partition files of ``model_name`` under ``log_uri``, oldest first (files are named by time)."""
+    base = storage.join(log_uri, model_name)
+    return sorted(uri for uri in storage.list_uris(base) if _hour_of(uri) is not None)
