@@ -54,27 +54,16 @@ def resolve_version(registry: ModelRegistry, reference: str) -> int:
 
 def onnx_model(registry: ModelRegistry, version: int) -> bytes:
     """The version's model.onnx, checked: its parity report is of this model and names this file's sha256."""
-    entry = registry.entry(version)
     folder = registry.version_uri(version)
-    report_uri = storage.join(folder, models.ONNX_REPORT_FILE)
-    if not storage.exists(report_uri):
+    if not storage.exists(storage.join(folder, models.ONNX_REPORT_FILE)):
         raise BadInputError(f"version {version} has no ONNX model (export it with export_onnx and register it "
                             "with deploy --onnx-dir)")
-    try:
-        report = json.loads(storage.read_bytes(report_uri))
-        exported = report["exported"] if isinstance(report, dict) else None
-    except (ValueError, KeyError):
-        exported = None
-    if not isinstance(exported, bool) or report.get("model_sha256") != entry["model_sha256"]:
-        raise ModelError(f"{report_uri}: not the export_onnx report of version {version}'s model")
-    if not exported:
+    files = models.onnx_files(folder, registry.entry(version)["model_sha256"], label=None, invalid=ModelError)
+    if models.ONNX_FILE not in files:
+        reason = json.loads(files[models.ONNX_REPORT_FILE]).get("reason", "no reason recorded")
         raise BadInputError(f"version {version} has no ONNX model: export_onnx did not export it "
-                            f"({str(report.get('reason', 'no reason recorded'))[:200]})")
-    onnx_uri = storage.join(folder, models.ONNX_FILE)
-    data = storage.read_bytes(onnx_uri)
-    if storage.sha256_hex(data) != report.get("onnx_sha256"):
-        raise ModelError(f"{onnx_uri}: sha256 differs from its parity report: the file was changed")
-    return data
+                            f"({str(reason)[:200]})")
+    return files[models.ONNX_FILE]
 
 
 @step("render_serving", help="Render a KServe ServingRuntime for the serve image and an InferenceService with "

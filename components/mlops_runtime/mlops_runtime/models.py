@@ -195,9 +195,12 @@ ONNX_FILE = "model.onnx"
 ONNX_REPORT_FILE = "onnx_report.json"
 
 
-def onnx_files(onnx_dir: str, model_sha256: str, *, label: str) -> dict[str, bytes]:
+def onnx_files(onnx_dir: str, model_sha256: str, *, label: str | None,
+               invalid: type[BadInputError] | type[ModelError] = BadInputError) -> dict[str, bytes]:
     """export_onnx's output for the model with ``model_sha256``: its report, plus ``model.onnx`` when it passed
-    the parity check; refused when the report is of another model or the file is not the one it describes."""
+    the parity check; refused when the report is of another model or the file is not the one it describes.
+
+    ``invalid``: the error for a report that is not one of this model's (ModelError where it was registered)."""
     report_uri = storage.join(onnx_dir, ONNX_REPORT_FILE)
     report_bytes = storage.read_bytes(report_uri, label=label)
     try:
@@ -205,9 +208,9 @@ def onnx_files(onnx_dir: str, model_sha256: str, *, label: str) -> dict[str, byt
         if not isinstance(report, dict) or not isinstance(report.get("exported"), bool):
             raise ValueError
     except ValueError:
-        raise BadInputError(f"{report_uri}: not an export_onnx report", label=label) from None
+        raise invalid(f"{report_uri}: not an export_onnx report", label=label) from None
     if report.get("model_sha256") != model_sha256:
-        raise BadInputError(f"{report_uri}: the report is of model sha256 {str(report.get('model_sha256'))[:12]}…, "
+        raise invalid(f"{report_uri}: the report is of model sha256 {str(report.get('model_sha256'))[:12]}…, "
                             f"not of this model ({model_sha256[:12]}…)", label=label)
     files = {ONNX_REPORT_FILE: report_bytes}
     if report["exported"]:
