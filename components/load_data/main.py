@@ -8,7 +8,7 @@ import click
 import pandas as pd
 
 from mlops_runtime import datasets, outputs, step_io, table_files, tables
-from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.cli import output_dir_option, output_path_option, step
 from mlops_runtime.lineage import input_record, lineage
 from mlops_runtime.log import get_logger
 
@@ -28,8 +28,7 @@ log = get_logger("load_data")
 @click.option("--target-column", default="target", show_default=True,
               help="Label column: the name the bundled dataset's label is written under, or the column of "
                    "--source-uri that must exist.")
-@click.option("--output-dir", required=True,
-              help="URI prefix (s3://... or a local folder) for this step's objects.")
+@output_dir_option("data", "Dataset")
 @output_path_option("data_uri", "URI of the written data.parquet.")
 def cli(dataset: str, source_uri: str | None, target_column: str, output_dir: str,
         data_uri_output_path: str | None) -> None:

@@ -18,7 +18,7 @@ from mlops_runtime import (
     step_io,
     storage,
 )
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import FloatRange, artifact_input_option, output_dir_option, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -106,7 +106,8 @@ def reference_sample(features: pd.DataFrame, target: pd.Series, *, seed: int) ->
                     "text, booleans, dates, missing values) for classification or regression, and write "
                     "<output-dir>/model.skops (canonical skops bytes) and <output-dir>/model_card.json (task, "
                     "signature, parameters, feature importances, lineage).")
-@click.option("--train-uri", required=True, help="Training table (CSV or Parquet; s3://bucket/key or a local path).")
+@artifact_input_option("--train-uri", "splits", "Dataset", "train.parquet", required=True,
+                       help="Training table (CSV or Parquet; s3://bucket/key or a local path).")
 @click.option("--target-column", default="target", show_default=True,
               help="Target column; every other column is a feature unless left out.")
 @click.option("--task", type=click.Choice(["auto", *signature.TASKS]), default="auto", show_default=True,
@@ -136,7 +137,7 @@ def reference_sample(features: pd.DataFrame, target: pd.Series, *, seed: int) ->
               help="Random hyperparameter search candidates, 3-fold cross-validated (0 = off, at most 200).")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
               help="Seed of the estimator and the search: the same data and seed always give the same model bytes.")
-@click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
+@output_dir_option("model", "Model")
 @output_path_option("model_uri", "URI of the written model.skops (its model_card.json is beside it).")
 def cli(train_uri: str, target_column: str, task: str, estimator: str, categorical_features: str, drop_columns: str,
         n_estimators: int, max_depth: int, min_samples_leaf: int, learning_rate: float, max_iter: int, c: float,
