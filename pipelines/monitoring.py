@@ -81,7 +81,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition)
             retraining(source_uri=source_uri, target_column=target_column, test_size=test_size,
                        random_state=random_state, n_estimators=n_estimators, threshold=threshold,
-                       compare_to_production=True, storage_root=storage_root, registry_uri=registry_uri,
+                       compare_to_production=True, registry_uri=registry_uri,
                        model_name=model_name)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Check the production model's performance and data drift on the "

@@ -138,6 +138,10 @@ def component_spec(step: str, command: click.Command, image: str) -> dict[str, A
                 args.append({"if": {"cond": {"isPresent": name}, "then": [flag, {"inputValue": name}]}})
             else:
                 args += [flag, {"inputValue": name}]
+    if any("artifact_output" in getattr(o, "kfp", {}) for o in command.params) and not any(
+            o.name == "executor_input" for o in command.params):
+        raise SpecError(f"{step}: an output artifact needs --executor-input (kfp.local learns a task's output "
+                        "artifacts only from its ExecutorOutput): add mlops_runtime.cli.executor_input_option()")
     spec = {"name": step.replace("_", " ").capitalize(), "description": one_line(command.help)}
     if inputs:
         spec["inputs"] = inputs

@@ -160,7 +160,7 @@ def executor_input_option(ui_outputs: dict[str, tuple[str, str]] | None = None) 
     described = [{"name": name, "type": kind, "description": text} for name, (kind, text) in (ui_outputs or {}).items()]
     return click.option("--executor-input", default=None, metavar="JSON", callback=_check_executor_input,
                         cls=KfpOption, kfp={"ui_outputs": described},
-                        help="KFP executor input (set by KFP); used to report UI metrics.")
+                        help="KFP executor input (set by KFP); used to report the output artifacts and UI metrics.")
 
 
 OUTPUT_DIR_HELP = "URI prefix (s3://... or a local folder) for this step's objects."

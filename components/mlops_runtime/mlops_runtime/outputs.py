@@ -94,11 +94,12 @@ class Publication:
     def executor_output(self, executor_input: str | None, *, metrics: dict[str, float] | None = None,
                         confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
                         roc_curve: list[dict[str, float]] | None = None,
-                        parameters: dict[str, Any] | None = None) -> None:
-        """KFP's ExecutorOutput (UI metrics, confusion matrix, ROC curve), written at commit; see
-        :func:`executor_output`."""
+                        parameters: dict[str, Any] | None = None,
+                        metadata: dict[str, dict[str, Any]] | None = None) -> None:
+        """KFP's ExecutorOutput (the output artifacts, UI metrics, confusion matrix, ROC curve), written at
+        commit; see :func:`executor_output`."""
         found = executor_output(executor_input, metrics=metrics, confusion_matrix=confusion_matrix,
-                                roc_curve=roc_curve, parameters=parameters)
+                                roc_curve=roc_curve, parameters=parameters, metadata=metadata)
         if found is not None:
             self.file(found[0], found[1], label="--executor-input")
 
