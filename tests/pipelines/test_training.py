@@ -195,14 +195,14 @@ def test_local_run_fails_fast_when_a_step_fails(built_images, s3_prefix):
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_local_run_on_a_real_mixed_table_for_regression(built_images, s3_prefix):
+def test_local_run_on_a_real_mixed_table_for_regression(built_images, s3_prefix, tmp_path):
     """palmerpenguins as its CSV ships (text columns, NaN): body mass in grams is regression, gated on r2."""
     from importlib import resources
 
     source = f"{s3_prefix}/penguins.csv"
     storage.write_bytes(source, resources.files("palmerpenguins").joinpath("data", "penguins.csv").read_bytes())
     done, _ = run_local(built_images, s3_prefix, "--source-uri", source, "--target-column", "body_mass_g",
-                        "--estimator", "hist_gradient_boosting", "--threshold", "0.6")
+                        "--estimator", "hist_gradient_boosting", "--threshold", "0.6", root=tmp_path / "root")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     result = summary(done.stdout)
     metrics = json.loads(storage.read_bytes(result["metrics_uri"]))
