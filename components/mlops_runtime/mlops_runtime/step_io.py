@@ -32,16 +32,25 @@ def resolve_in_folder(uri: str, file_name: str, *, label: str) -> str:
     if not uri:
         return uri
     try:
+        location = storage.parse(uri)
+    except ComponentError as error:
+        raise error.about(label) from None
+    if isinstance(location, Path):
+        try:
+            if not location.is_dir():
+                return uri  # a file, or unreadable: reading it reports that
+            published = (location / MANIFEST_FILE).is_file()
+        except OSError:
+            return uri
+        if not published:
+            raise BadInputError(f"{uri}: a folder without {MANIFEST_FILE} (the step that writes it did not finish)",
+                                label=label)
+        return storage.join(uri, file_name)
+    try:
         published = storage.exists(storage.join(uri, MANIFEST_FILE))
     except ComponentError as error:
         raise error.about(label) from None
-    if published:
-        return storage.join(uri, file_name)
-    location = storage.parse(uri)
-    if isinstance(location, Path) and location.is_dir():
-        raise BadInputError(f"{uri}: a folder without {MANIFEST_FILE} (the step that writes it did not finish)",
-                            label=label)
-    return uri
+    return storage.join(uri, file_name) if published else uri
 
 
 def read_input_table(uri: str, *, label: str) -> tuple[pd.DataFrame, dict[str, Any]]:
