@@ -17,8 +17,9 @@ KFP conditions cannot say "or", hence decide_retrain, which also records every d
 under ``<registry>/<model>/monitoring/``. Deploy only promotes the retrained model when it beats the
 production model's accuracy (champion/challenger).
 
-Every task writes under ``<storage_root>/<run id>/<step>`` and caching is off, as in the training pipeline:
-each run must look at the registry and the batch as they are now.
+The monitoring tasks write under ``<storage_root>/<run id>/<step>`` and never cache: each run must look at the
+registry and the batch as they are now. The retraining sub-pipeline's tasks exchange artifacts under the
+pipeline root and cache as in the training pipeline (its load reads decide_retrain's per-run table).
 """
 
 import json
