@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlops_runtime import drift, journal, model_monitoring, models, outputs, step_io, storage
-from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
+from mlops_runtime.cli import FloatRange, executor_input_option, output_dir_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
 from mlops_runtime.data_quality import DEFAULT_SHARE_THRESHOLD as QUALITY_SHARE
 from mlops_runtime.drift_report import render_html, report_bytes
@@ -43,7 +43,7 @@ def names(text: str) -> list[str]:
               help="Reference profile JSON (mlops_runtime.drift.write_profile; train writes one beside each model); "
                    "preferred over --reference-uri when both are given (empty means none).")
 @click.option("--current-uri", required=True, help="Current table (Parquet or CSV) with the reference's columns.")
-@click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
+@output_dir_option("drift", "Artifact")
 @click.option("--target-column", default="target", show_default=True,
               help="Column left out of drift detection (absent is fine).")
 @click.option("--critical-features", default="", show_default=True,

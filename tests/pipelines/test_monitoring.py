@@ -60,13 +60,15 @@ def test_compiled_pipeline_wires_the_verdicts_into_one_condition(tmp_path):
 
     executors = spec["deploymentSpec"]["executors"]
     for name, step in TASKS.items():
-        assert tasks[name]["cachingOptions"].get("enableCache", False) is False
+        assert tasks[name]["cachingOptions"].get("enableCache", False) is monitoring.CACHING[step]
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
         resources = executors[f"exec-{name}"]["container"]["resources"]
         assert resources["resourceMemoryLimit"] == monitoring.RESOURCES[step].memory_limit
         if "output_dir" in tasks[name]["inputs"]["parameters"]:
             output_dir = tasks[name]["inputs"]["parameters"]["output_dir"]["runtimeValue"]["constant"]
             assert output_dir.endswith(f"/{{{{$.pipeline_job_uuid}}}}/{step}")
+    assert monitoring.CACHING == {"check_performance": False, "detect_drift": True, "decide_retrain": False}
+    assert "output_dir" not in tasks["detect-drift"]["inputs"]["parameters"]  # its folder is its drift artifact
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == set(monitoring.MonitoringOutputs._fields)
     assert "defaultValue" not in spec["root"]["inputDefinitions"]["parameters"]["batch_uri"]
 
