@@ -17,8 +17,10 @@ KFP conditions cannot say "or", hence decide_retrain, which also records every d
 under ``<registry>/<model>/monitoring/``. Deploy only promotes the retrained model when it beats the
 production model's accuracy (champion/challenger).
 
-Every task writes under ``<storage_root>/<run id>/<step>`` and caching is off, as in the training pipeline:
-each run must look at the registry and the batch as they are now.
+check_performance and decide_retrain write under ``<storage_root>/<run id>/<step>`` and never cache: each run
+must look at the registry and the batch as they are now; detect_drift's folder is its ``drift`` artifact and
+it caches (:data:`CACHING`). The retraining sub-pipeline's tasks exchange artifacts under the
+pipeline root and cache as in the training pipeline (its load reads decide_retrain's per-run table).
 """
 
 import json
@@ -38,6 +40,9 @@ from pipelines.common import CLUSTER, Resources, TaskPolicy, configure_task, loa
 
 PIPELINE_NAME = "mlops-monitoring"
 STEPS = ("check_performance", "detect_drift", "decide_retrain")
+# detect_drift is pure (the same reference, batch and thresholds give the same report: its folder is its
+# `drift` artifact); check_performance appends to the registry's history and decide_retrain journals.
+CACHING = {"check_performance": False, "detect_drift": True, "decide_retrain": False}
 
 RESOURCES = {
     "check_performance": Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),
@@ -69,7 +74,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     retraining = training.build_pipeline({name: steps[name] for name in training.STEPS}, policy=policy)
 
     def task(name: str, **inputs: Any) -> Any:
-        return configure_task(steps[name](**inputs), RESOURCES[name], caching=False, policy=policy)
+        return configure_task(steps[name](**inputs), RESOURCES[name], caching=CACHING[name], policy=policy)
 
     # The condition is on this sub-pipeline's input, not on decide_retrain's output: stock kfp.local (2.17)
     # resolves a dsl.If on a task output only when the output is named "Output" (which a v1 spec cannot
@@ -81,7 +86,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition)
             retraining(source_uri=source_uri, target_column=target_column, test_size=test_size,
                        random_state=random_state, n_estimators=n_estimators, threshold=threshold,
-                       compare_to_production=True, storage_root=storage_root, registry_uri=registry_uri,
+                       compare_to_production=True, registry_uri=registry_uri,
                        model_name=model_name)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Check the production model's performance and data drift on the "
@@ -108,8 +113,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         # The reference profile train stored beside the model; its training table only if it has none.
         drift = task("detect_drift", reference_profile_uri=performance.outputs["reference_profile_uri"],
                      reference_uri=reference, current_uri=batch, target_column=target_column,
-                     drift_share_threshold=drift_share_threshold, critical_features=critical_features,
-                     output_dir=f"{run_root}/detect_drift")
+                     drift_share_threshold=drift_share_threshold, critical_features=critical_features)
         decision = task("decide_retrain", drift_detected=drift.outputs["drift_detected"],
                         degraded=performance.outputs["degraded"], batch_uri=batch, reference_uri=reference,
                         registry_uri=registry_uri, model_name=model_name, target_column=target_column,

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from mlops_runtime import comparison, documents, metrics, models, outputs, step_io, storage
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import FloatRange, artifact_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError, UsageError
 from mlops_runtime.log import get_logger
 from mlops_runtime.registry import ModelRegistry, Production
@@ -258,8 +258,10 @@ def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, 
 
 @step("deploy", help="Gate a model: when its --metric clears --threshold (and, with --compare-to-production, "
                      "beats the production model), register it and point production at it.")
-@click.option("--model-uri", required=True, help="URI of the model (model.skops, its model_card.json beside it).")
-@click.option("--metrics-uri", required=True, help="URI of the model's metrics.json (from evaluate).")
+@artifact_input_option("--model-uri", "model", "Model", "model.skops", required=True,
+                       help="URI of the model (model.skops, its model_card.json beside it).")
+@artifact_input_option("--metrics-uri", "metrics", "Metrics", "metrics.json", required=True,
+                       help="URI of the model's metrics.json (from evaluate).")
 @click.option("--registry-uri", required=True, help="URI prefix (s3://... or a local folder) of the model registry.")
 @click.option("--model-name", default="classifier", show_default=True, callback=check_model_name,
               help="Name of the model in the registry.")

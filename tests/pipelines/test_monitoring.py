@@ -60,13 +60,15 @@ def test_compiled_pipeline_wires_the_verdicts_into_one_condition(tmp_path):
 
     executors = spec["deploymentSpec"]["executors"]
     for name, step in TASKS.items():
-        assert tasks[name]["cachingOptions"].get("enableCache", False) is False
+        assert tasks[name]["cachingOptions"].get("enableCache", False) is monitoring.CACHING[step]
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
         resources = executors[f"exec-{name}"]["container"]["resources"]
         assert resources["resourceMemoryLimit"] == monitoring.RESOURCES[step].memory_limit
         if "output_dir" in tasks[name]["inputs"]["parameters"]:
             output_dir = tasks[name]["inputs"]["parameters"]["output_dir"]["runtimeValue"]["constant"]
             assert output_dir.endswith(f"/{{{{$.pipeline_job_uuid}}}}/{step}")
+    assert monitoring.CACHING == {"check_performance": False, "detect_drift": True, "decide_retrain": False}
+    assert "output_dir" not in tasks["detect-drift"]["inputs"]["parameters"]  # its folder is its drift artifact
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == set(monitoring.MonitoringOutputs._fields)
     assert "defaultValue" not in spec["root"]["inputDefinitions"]["parameters"]["batch_uri"]
 
@@ -102,10 +104,14 @@ def test_submit_to_an_unreachable_endpoint_fails_with_one_line(made_up_pinned_sp
 
 # ---------------------------------------------------------------------------- local runs on Docker
 
-def run_cli(script: str, built_images, s3_prefix: str, *args: str) -> dict[str, str]:
-    """``python pipelines/<script> run-local`` on the built images; the ``key: value`` summary it prints."""
+def run_cli(script: str, built_images, s3_prefix: str, root: Path, *args: str) -> dict[str, str]:
+    """``python pipelines/<script> run-local`` on the built images; the ``key: value`` summary it prints.
+
+    The runs of a test share the pipeline root ``root``: the artifacts of a training run (the model card's
+    training data) are read by the monitoring runs after it."""
+    storage_root = ["--storage-root", f"{s3_prefix}/runs"] if script == "monitoring.py" else []
     command = [sys.executable, str(REPO / "pipelines" / script), "run-local", "--specs-dir",
-               str(built_images.specs_dir), "--storage-root", f"{s3_prefix}/runs", "--registry-uri",
+               str(built_images.specs_dir), "--pipeline-root", str(root), *storage_root, "--registry-uri",
                f"{s3_prefix}/registry", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=LOCAL_RUN_TIMEOUT_S, check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr
@@ -122,13 +128,13 @@ def journal(s3_prefix: str, folder: str) -> list[dict]:
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_drifted_batch_retrains_and_promotes_a_clean_batch_does_not(built_images, s3_prefix, step):
+def test_drifted_batch_retrains_and_promotes_a_clean_batch_does_not(built_images, s3_prefix, step, tmp_path):
     # Production starts from a model trained on labels a quarter of which are wrong (it passes a 0.5 gate);
     # new labeled batches are correct, so a model retrained with them beats it (champion/challenger).
     noisy = f"{s3_prefix}/source"
     assert step("make_batch", "--dataset", "iris", "--n-rows", "150", "--label-noise", "0.25", "--random-state", "3",
                 "--output-dir", noisy).exit_code == 0
-    first = run_cli("training.py", built_images, s3_prefix, "--source-uri", f"{noisy}/batch.parquet",
+    first = run_cli("training.py", built_images, s3_prefix, tmp_path / "root", "--source-uri", f"{noisy}/batch.parquet",
                     "--threshold", "0.5", "--random-state", "1")
     assert first["promoted"] == "true"
     registry = ModelRegistry(f"{s3_prefix}/registry", "classifier")
@@ -138,7 +144,7 @@ def test_drifted_batch_retrains_and_promotes_a_clean_batch_does_not(built_images
     # A clean batch (same distribution, correct labels): no drift, no degradation, no retraining.
     assert step("make_batch", "--dataset", "iris", "--n-rows", "150", "--random-state", "7",
                 "--output-dir", f"{s3_prefix}/batches/0001").exit_code == 0
-    clean = run_cli("monitoring.py", built_images, s3_prefix, "--batch-uri", f"{s3_prefix}/batches/",
+    clean = run_cli("monitoring.py", built_images, s3_prefix, tmp_path / "root", "--batch-uri", f"{s3_prefix}/batches/",
                     "--threshold", "0.5")
     assert clean["batch_uri"] == f"{s3_prefix}/batches/0001/batch.parquet"
     assert (clean["drift_detected"], clean["degraded"], clean["retrain"]) == ("false", "false", "false")
@@ -153,7 +159,8 @@ def test_drifted_batch_retrains_and_promotes_a_clean_batch_does_not(built_images
     assert step("make_batch", "--dataset", "iris", "--n-rows", "150", "--random-state", "8", "--shift",
                 "sepal length (cm):mean=+3;sepal width (cm):mean=+3",
                 "--output-dir", f"{s3_prefix}/batches/0002").exit_code == 0
-    drifted = run_cli("monitoring.py", built_images, s3_prefix, "--batch-uri", f"{s3_prefix}/batches/",
+    drifted = run_cli("monitoring.py", built_images, s3_prefix, tmp_path / "root",
+                      "--batch-uri", f"{s3_prefix}/batches/",
                       "--threshold", "0.5")
     assert drifted["batch_uri"] == f"{s3_prefix}/batches/0002/batch.parquet"
     assert (drifted["drift_detected"], drifted["retrain"]) == ("true", "true")
@@ -171,7 +178,7 @@ def test_drifted_batch_retrains_and_promotes_a_clean_batch_does_not(built_images
     assert drifted["production"].startswith("version 2 ")
     # The new model was trained on what decide_retrain wrote: the reference rows plus the drifted batch.
     run_root = champion_training_data(registry, 2).rsplit("/split/", 1)[0]
-    loaded = step_io.read_lineage(storage.read_bytes(f"{run_root}/load_data/data.parquet"))
+    loaded = step_io.read_lineage(storage.read_bytes(f"{run_root}/load-data/data/data.parquet"))
     assert loaded["inputs"][0]["uri"] == retrained["data_uri"]
     assert len(tables.read_table(retrained["data_uri"])) == 120 + 150
     assert [r["degraded"] for r in journal(s3_prefix, "performance")] == [False, drifted["degraded"] == "true"]
