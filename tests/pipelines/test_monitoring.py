@@ -42,19 +42,33 @@ def test_compiled_pipeline_wires_the_verdicts_into_one_condition(tmp_path):
 
     gate = tasks["retrain-if-needed"]["inputs"]["parameters"]
     assert gate["retrain"]["taskOutputParameter"] == {"producerTask": "decide-retrain", "outputParameterKey": "retrain"}
-    assert gate["source_uri"]["taskOutputParameter"] == {"producerTask": "decide-retrain",
-                                                         "outputParameterKey": "data_uri"}
+    assert gate["batch_uri"]["taskOutputParameter"] == {"producerTask": "check-performance",
+                                                        "outputParameterKey": "checked_batch_uri"}
+    assert gate["window"]["componentInputParameter"] == "window"
     # The condition is on the sub-pipeline's input, which stock kfp.local resolves (a task output it does not).
     gated = spec["components"]["comp-retrain-if-needed"]["dag"]["tasks"]
     [condition] = gated.values()
     assert condition["taskInfo"]["name"] == "retrain"
     assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--retrain'] == true"
     branch = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
-    [nested] = branch.values()
+    assert set(branch) == {"build-training-set", "mlops-training"}
+    rows = branch["build-training-set"]["inputs"]["parameters"]
+    # The history comes from the registry (the production version's snapshot), never from a run's objects.
+    assert rows["registry_uri"]["componentInputParameter"] == "pipelinechannel--registry_uri"
+    assert rows["batch_uri"]["componentInputParameter"] == "pipelinechannel--batch_uri"
+    assert rows["window"]["componentInputParameter"] == "pipelinechannel--window"
+    nested = branch["mlops-training"]
     assert nested["componentRef"]["name"] == "comp-mlops-training"
     arguments = nested["inputs"]["parameters"]
     assert arguments["compare_to_production"]["runtimeValue"]["constant"] is True
-    assert arguments["source_uri"]["componentInputParameter"] == "pipelinechannel--source_uri"
+    assert arguments["source_uri"]["taskOutputParameter"] == {"producerTask": "build-training-set",
+                                                              "outputParameterKey": "data_uri"}
+    # Champion and challenger are scored on the holdout neither trained on.
+    assert arguments["comparison_data_uri"]["taskOutputParameter"] == {"producerTask": "build-training-set",
+                                                                       "outputParameterKey": "holdout_uri"}
+    deploy_inputs = spec["components"]["comp-mlops-training"]["dag"]["tasks"]["deploy"]["inputs"]["parameters"]
+    assert deploy_inputs["training_data_uri"]["taskOutputParameter"] == {"producerTask": "load-data",
+                                                                        "outputParameterKey": "data_uri"}
     assert set(spec["components"]["comp-mlops-training"]["dag"]["tasks"]) == {
         "load-data", "split", "train", "evaluate", "deploy"}
 
