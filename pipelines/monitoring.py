@@ -80,7 +80,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     # resolves a dsl.If on a task output only when the output is named "Output" (which a v1 spec cannot
     # name: kfp lower-cases it), and silently skips the branch otherwise; an input resolves everywhere.
     @dsl.pipeline(name="retrain-if-needed")
-    def retrain_if_needed(retrain: bool, batch_uri: str, window: str, holdout_fraction: float, target_column: str,
+    def retrain_if_needed(retrain: bool, batch_uri: str, window: str, holdout_fraction: float, min_improvement: float,
+                          target_column: str,
                           test_size: float, random_state: int, n_estimators: int, threshold: str, storage_root: str,
                           registry_uri: str, model_name: str) -> None:
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition)
@@ -90,6 +91,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
             retraining(source_uri=rows.outputs["data_uri"], target_column=target_column, test_size=test_size,
                        random_state=random_state, n_estimators=n_estimators, threshold=threshold,
                        compare_to_production=True, comparison_data_uri=rows.outputs["holdout_uri"],
+                       min_improvement=min_improvement,
                        storage_root=storage_root, registry_uri=registry_uri, model_name=model_name)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Check the production model's performance and data drift on the "
@@ -107,6 +109,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         critical_features: str = "",
         window: str = "all",
         holdout_fraction: float = 0.2,
+        min_improvement: float = 0.0,
         test_size: float = 0.2,
         random_state: int = 42,
         n_estimators: int = 100,
@@ -129,7 +132,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                         performance_report_uri=performance.outputs["report_uri"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, output_dir=f"{run_root}/decide_retrain")
         retrain_if_needed(retrain=decision.outputs["retrain"], batch_uri=batch, window=window,
-                          holdout_fraction=holdout_fraction, target_column=target_column, test_size=test_size,
+                          holdout_fraction=holdout_fraction, min_improvement=min_improvement,
+                          target_column=target_column, test_size=test_size,
                           random_state=random_state,
                           n_estimators=n_estimators, threshold=threshold, storage_root=storage_root,
                           registry_uri=registry_uri, model_name=model_name)
@@ -162,6 +166,9 @@ PARAMETER_OPTIONS = [
                  help="Rows retrained on: all, batches:N, rows:N (build_training_set's --window)."),
     click.option("--holdout-fraction", type=float, default=0.2, show_default=True,
                  help="Newest share of the batch rows held out to compare champion and challenger on."),
+    click.option("--min-improvement", type=float, default=0.0, show_default=True,
+                 help="Smallest accuracy gain of the challenger over the champion on the holdout (and significant "
+                      "by McNemar's test)."),
     click.option("--test-size", type=float, default=0.2, show_default=True, help="Test fraction when retraining."),
     click.option("--random-state", type=int, default=42, show_default=True, help="Seed when retraining."),
     click.option("--n-estimators", type=int, default=100, show_default=True, help="Trees when retraining."),

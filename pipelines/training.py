@@ -90,6 +90,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         threshold: str = "auto",
         compare_to_production: bool = False,
         comparison_data_uri: str = "",
+        min_improvement: float = 0.0,
         storage_root: str = "s3://mlops/runs",
         registry_uri: str = "s3://mlops/registry",
         model_name: str = "classifier",
@@ -109,7 +110,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         deploy = step("deploy", model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
                       registry_uri=registry_uri, model_name=model_name, metric=metric, threshold=threshold,
                       compare_to_production=compare_to_production, comparison_data_uri=comparison_data_uri,
-                      training_data_uri=data.outputs["data_uri"])
+                      min_improvement=min_improvement, training_data_uri=data.outputs["data_uri"])
         return TrainingOutputs(
             model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
             accuracy=evaluate.outputs["accuracy"], score=evaluate.outputs["score"], decision=deploy.outputs["decision"],
@@ -147,6 +148,8 @@ PARAMETER_OPTIONS = [
     click.option("--comparison-data-uri", default="",
                  help="Labeled table neither model trained on: with --compare-to-production both are scored on it "
                       "and a paired test decides (empty: the recorded metrics are compared)."),
+    click.option("--min-improvement", type=float, default=0.0, show_default=True,
+                 help="Smallest improvement over production on the comparison data, in the metric's units."),
     click.option("--storage-root", default="s3://mlops/runs", show_default=True,
                  help="Prefix under which each run writes <run id>/<step>/..."),
     click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
