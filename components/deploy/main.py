@@ -5,7 +5,8 @@ For a higher-is-better metric ``--threshold`` is a minimum, for a lower-is-bette
 log_loss, brier) a maximum; both exclusive. With ``--compare-to-production`` the model must also beat
 the production model: with ``--comparison-data-uri`` both are scored on that same labeled table and a
 paired test decides (mlops_runtime.comparison); without it the recorded metrics are compared, which is
-weaker (the two numbers come from different test sets).
+weaker (the two numbers come from different test sets). With ``--training-data-uri`` the registered version
+snapshots that table plus the comparison rows (``training_data.parquet``): the next retraining's history.
 """
 from __future__ import annotations
 
