@@ -18,6 +18,8 @@ change under the same URI is served from the cache. Use a versioned URI, or run 
 Tasks retry 3 times (60 s backoff, doubling) on the cluster: every step publishes all of its objects or
 none and deploy is idempotent, so a retry is safe. KFP retries any failure, bad input included.
 ``max_depth`` 0 means unlimited (KFP cannot pass "no value" for an optional input).
+Deploy snapshots the loaded table (and the ``comparison_data_uri`` rows) into the registry version, which the
+monitoring pipeline's next retraining reads as its history.
 
 Importable: :func:`build_pipeline` returns a ``@dsl.pipeline`` function that another pipeline (the
 monitoring loop) can call as a sub-pipeline; its outputs are those of :class:`TrainingOutputs`.
@@ -105,6 +107,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         metric: str = "auto",
         threshold: str = "auto",
         compare_to_production: bool = False,
+        comparison_data_uri: str = "",
+        min_improvement: float = 0.0,
         registry_uri: str = "s3://mlops/registry",
         model_name: str = "classifier",
     ) -> TrainingOutputs:
@@ -117,7 +121,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         evaluate = step("evaluate", model=train.outputs["model"], splits=split.outputs["splits"])
         deploy = step("deploy", model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
                       registry_uri=registry_uri, model_name=model_name, metric=metric, threshold=threshold,
-                      compare_to_production=compare_to_production)
+                      compare_to_production=compare_to_production, comparison_data_uri=comparison_data_uri,
+                      min_improvement=min_improvement, training_data_uri=data.outputs["data_uri"])
         return TrainingOutputs(
             model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
             model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
@@ -153,6 +158,11 @@ PARAMETER_OPTIONS = [
                  help="Bar the metric must strictly beat (a maximum for errors such as rmse); auto: 0.9."),
     click.option("--compare-to-production/--no-compare-to-production", default=False, show_default=True,
                  help="Also require beating the current production model."),
+    click.option("--comparison-data-uri", default="",
+                 help="Labeled table neither model trained on: with --compare-to-production both are scored on it "
+                      "and a paired test decides (empty: the recorded metrics are compared)."),
+    click.option("--min-improvement", type=float, default=0.0, show_default=True,
+                 help="Smallest improvement over production on the comparison data, in the metric's units."),
     click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
     click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry."),
 ]
