@@ -81,7 +81,8 @@ def test_compiled_pipeline_wires_the_verdicts_into_one_condition(tmp_path):
         if "output_dir" in tasks[name]["inputs"]["parameters"]:
             output_dir = tasks[name]["inputs"]["parameters"]["output_dir"]["runtimeValue"]["constant"]
             assert output_dir.endswith(f"/{{{{$.pipeline_job_uuid}}}}/{step}")
-    assert monitoring.CACHING == {"check_performance": False, "detect_drift": True, "decide_retrain": False}
+    assert monitoring.CACHING == {"check_performance": False, "detect_drift": True, "decide_retrain": False,
+                                  "build_training_set": False}
     assert "output_dir" not in tasks["detect-drift"]["inputs"]["parameters"]  # its folder is its drift artifact
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == set(monitoring.MonitoringOutputs._fields)
     assert "defaultValue" not in spec["root"]["inputDefinitions"]["parameters"]["batch_uri"]
