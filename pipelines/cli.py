@@ -19,6 +19,8 @@ import click
 
 from pipelines.common import CLUSTER, LOCAL, TaskPolicy, compile_pipeline, load_components, submit
 
+# run-local's pipeline root when caching (the cache lives in it, so it must outlive a run).
+DEFAULT_LOCAL_ROOT = Path.home() / ".cache" / "mlops-components" / "kfp-local"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
@@ -113,10 +115,11 @@ def pipeline_cli(definition: PipelineDefinition, parameter_options: Sequence[Cal
     @group.command("run-local")
     @specs_dir_option
     @click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Keep kfp.local's task outputs here (created mode 777; an existing folder must be writable "
-                       "by uid 10001) [default: a temporary folder, removed afterwards].")
-    @click.option("--cache/--no-cache", default=False, show_default=True,
-                  help="Use kfp.local's cache (in the pipeline root) for the tasks that cache.")
+                  help="kfp.local's pipeline root: the tasks' artifacts and, with --cache, its cache (created mode "
+                       "777; an existing folder must be writable by uid 10001) [default: with --cache "
+                       f"{DEFAULT_LOCAL_ROOT}, else a temporary folder removed afterwards].")
+    @click.option("--cache/--no-cache", default=True, show_default=True,
+                  help="Use kfp.local's cache (<pipeline-root>/.kfp_cache) for the tasks that cache.")
     @parameters
     def run_local_command(specs_dir: Path | None, pipeline_root: Path | None, cache: bool, **arguments: Any) -> None:
         """Run the pipeline with kfp.local on Docker and print its outputs last.
@@ -126,13 +129,16 @@ def pipeline_cli(definition: PipelineDefinition, parameter_options: Sequence[Cal
         from pipelines.local_run import run_local
 
         pipeline = definition.build(load_components(definition.steps, specs_dir), policy=LOCAL)
+        if pipeline_root is None and cache:
+            pipeline_root = DEFAULT_LOCAL_ROOT
         started = time.monotonic()
         try:
-            outputs = run_local(pipeline, arguments, pipeline_root=pipeline_root, enable_caching=cache)
+            lines = run_local(pipeline, arguments, pipeline_root=pipeline_root, enable_caching=cache,
+                              then=lambda outputs: definition.summary(outputs, arguments))
         except (RuntimeError, ValueError) as error:  # a failed task; an unusable --pipeline-root
             fail(str(error))
         click.echo(f"pipeline: {definition.name} succeeded in {time.monotonic() - started:.1f}s")
-        for line in definition.summary(outputs, arguments):
+        for line in lines:
             click.echo(line)
 
     return group

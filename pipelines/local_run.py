@@ -36,12 +36,13 @@ def prepare_pipeline_root(path: str | Path) -> Path:
 
 def run_local(pipeline_func: Callable[..., Any], arguments: Mapping[str, Any], *,
               pipeline_root: str | Path | None = None, environment: Mapping[str, str] | None = None,
-              docker_args: Mapping[str, Any] | None = None, enable_caching: bool = False) -> dict[str, Any]:
-    """Run a pipeline with kfp.local on Docker (host network) and return its outputs.
+              docker_args: Mapping[str, Any] | None = None, enable_caching: bool = False,
+              then: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """Run a pipeline with kfp.local on Docker (host network) and return its outputs (or ``then(outputs)``).
 
     Raises RuntimeError when a task fails, ValueError for an unusable ``pipeline_root``. Without
-    ``pipeline_root`` a temporary one is used and removed afterwards (the steps' objects live at their
-    output URIs; the root only holds KFP's output files). ``environment`` defaults to
+    ``pipeline_root`` a temporary one is used and removed afterwards, with the artifacts the tasks wrote in it:
+    ``then`` runs before, on the outputs (e.g. to read evaluate's metrics.json). ``environment`` defaults to
     :func:`pipelines.common.container_environment`; ``docker_args`` are more ``docker run`` arguments for
     every step container (``mem_limit``, ``nano_cpus``...). ``enable_caching`` turns on kfp.local's cache
     (``<pipeline_root>/.kfp_cache``) for the tasks whose caching option is on.
@@ -60,7 +61,8 @@ def run_local(pipeline_func: Callable[..., Any], arguments: Mapping[str, Any], *
     try:
         with kfp_local_fixes.applied():
             task = pipeline_func(**arguments)
-        return dict(task.outputs)
+        outputs = dict(task.outputs)
+        return then(outputs) if then is not None else outputs
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)

@@ -1,9 +1,11 @@
-"""The monitoring loop: check performance and drift on the newest batch, retrain when either is bad.
+"""The labeled monitoring loop: check performance and drift on the newest labeled batch, retrain when either is
+bad, and promote the retrained model only when it beats the champion on rows neither trained on.
 
-    check_performance --> detect_drift --> decide_retrain --[retrain == true]--> training (nested)
-    (production model     (reference: the      (drift OR degraded;            load_data -> split -> train
-     on the batch,         production model's    writes reference + batch      -> evaluate -> deploy with
-     its training data)    training data)        and records why)              compare_to_production=True)
+    check_performance --> detect_drift --> decide_retrain --[retrain]--> build_training_set --> training (nested)
+    (production model     (reference: the   (drift OR degraded;      (history: the production   load_data -> split
+     on the batch)         production        records why)             version's registered        -> train -> evaluate
+                           model's profile)                           rows + the batch; window;   -> deploy: paired
+                                                                      newest batch rows held out)  test on the holdout
 
     python pipelines/monitoring.py compile --output monitoring.yaml
     python pipelines/monitoring.py submit --host http://kfp.example:8080 --batch-uri s3://prod/batches/
@@ -11,14 +13,18 @@
 
 ``batch_uri`` may name a folder (ending in '/'): check_performance then takes the newest
 ``batch.parquet`` below it, which is what a scheduled run wants (see pipelines/schedule.py). The
-reference for drift and the data retrained on come from the production model's card (its training
-table), so after a retraining the next run compares against what the new model was trained on.
+retraining table is the production version's training-data snapshot (in the registry, written by deploy)
+plus the batch, under ``window``; the newest ``holdout_fraction`` of the batch rows is held out, and deploy
+scores champion and challenger on that holdout with a paired test (McNemar for accuracy), promoting only a
+significant improvement of at least ``min_improvement``. The promoted version snapshots its training table
+plus the holdout, so the next cycle's history holds every row seen so far (none lost, none twice).
 KFP conditions cannot say "or", hence decide_retrain, which also records every decision, either way,
-under ``<registry>/<model>/monitoring/``. Deploy only promotes the retrained model when it beats the
-production model's accuracy (champion/challenger).
+under ``<registry>/<model>/monitoring/``.
 
-Every task writes under ``<storage_root>/<run id>/<step>`` and caching is off, as in the training pipeline:
-each run must look at the registry and the batch as they are now.
+check_performance and decide_retrain write under ``<storage_root>/<run id>/<step>`` and never cache: each run
+must look at the registry and the batch as they are now; detect_drift's folder is its ``drift`` artifact and
+it caches (:data:`CACHING`). The retraining sub-pipeline's tasks exchange artifacts under the
+pipeline root and cache as in the training pipeline (its load reads decide_retrain's per-run table).
 """
 
 import json
@@ -37,12 +43,17 @@ from pipelines.cli import PipelineDefinition, pipeline_cli  # noqa: E402
 from pipelines.common import CLUSTER, Resources, TaskPolicy, configure_task, load_components  # noqa: E402
 
 PIPELINE_NAME = "mlops-monitoring"
-STEPS = ("check_performance", "detect_drift", "decide_retrain")
+STEPS = ("check_performance", "detect_drift", "decide_retrain", "build_training_set")
+# detect_drift is pure (the same reference, batch and thresholds give the same report: its folder is its
+# `drift` artifact); check_performance appends to the registry's history, decide_retrain journals and
+# build_training_set reads the registry's current training-data snapshot.
+CACHING = {"check_performance": False, "detect_drift": True, "decide_retrain": False, "build_training_set": False}
 
 RESOURCES = {
     "check_performance": Resources(cpu_request="500m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),
     "detect_drift": Resources(cpu_request="500m", cpu_limit="2", memory_request="512Mi", memory_limit="2Gi"),
     "decide_retrain": Resources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),
+    "build_training_set": Resources(cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"),
 }
 
 
@@ -69,23 +80,29 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     retraining = training.build_pipeline({name: steps[name] for name in training.STEPS}, policy=policy)
 
     def task(name: str, **inputs: Any) -> Any:
-        return configure_task(steps[name](**inputs), RESOURCES[name], caching=False, policy=policy)
+        return configure_task(steps[name](**inputs), RESOURCES[name], caching=CACHING[name], policy=policy)
 
     # The condition is on this sub-pipeline's input, not on decide_retrain's output: stock kfp.local (2.17)
     # resolves a dsl.If on a task output only when the output is named "Output" (which a v1 spec cannot
     # name: kfp lower-cases it), and silently skips the branch otherwise; an input resolves everywhere.
     @dsl.pipeline(name="retrain-if-needed")
-    def retrain_if_needed(retrain: bool, source_uri: str, target_column: str, test_size: float, random_state: int,
-                          n_estimators: int, threshold: str, storage_root: str, registry_uri: str,
-                          model_name: str) -> None:
+    def retrain_if_needed(retrain: bool, batch_uri: str, window: str, holdout_fraction: float, min_improvement: float,
+                          target_column: str,
+                          test_size: float, random_state: int, n_estimators: int, threshold: str, storage_root: str,
+                          registry_uri: str, model_name: str) -> None:
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition)
-            retraining(source_uri=source_uri, target_column=target_column, test_size=test_size,
+            rows = task("build_training_set", registry_uri=registry_uri, model_name=model_name, batch_uri=batch_uri,
+                        target_column=target_column, window=window, holdout_fraction=holdout_fraction,
+                        output_dir=f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/build_training_set")
+            retraining(source_uri=rows.outputs["data_uri"], target_column=target_column, test_size=test_size,
                        random_state=random_state, n_estimators=n_estimators, threshold=threshold,
-                       compare_to_production=True, storage_root=storage_root, registry_uri=registry_uri,
-                       model_name=model_name)
+                       compare_to_production=True, comparison_data_uri=rows.outputs["holdout_uri"],
+                       min_improvement=min_improvement, registry_uri=registry_uri, model_name=model_name)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Check the production model's performance and data drift on the "
-                                                  "newest batch; retrain, evaluate and gate when either is bad.")
+                                                  "newest labeled batch; when either is bad, retrain on the "
+                                                  "registered history plus the batch and promote only a "
+                                                  "challenger better on a holdout neither trained on.")
     def monitoring(
         batch_uri: str,
         registry_uri: str = "s3://mlops/registry",
@@ -95,6 +112,9 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         tolerance: float = 0.05,
         drift_share_threshold: float = 0.5,
         critical_features: str = "",
+        window: str = "all",
+        holdout_fraction: float = 0.2,
+        min_improvement: float = 0.0,
         test_size: float = 0.2,
         random_state: int = 42,
         n_estimators: int = 100,
@@ -108,16 +128,17 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         # The reference profile train stored beside the model; its training table only if it has none.
         drift = task("detect_drift", reference_profile_uri=performance.outputs["reference_profile_uri"],
                      reference_uri=reference, current_uri=batch, target_column=target_column,
-                     drift_share_threshold=drift_share_threshold, critical_features=critical_features,
-                     output_dir=f"{run_root}/detect_drift")
+                     drift_share_threshold=drift_share_threshold, critical_features=critical_features)
         decision = task("decide_retrain", drift_detected=drift.outputs["drift_detected"],
                         degraded=performance.outputs["degraded"], batch_uri=batch, reference_uri=reference,
                         registry_uri=registry_uri, model_name=model_name, target_column=target_column,
                         drift_report_uri=drift.outputs["html_report_uri"],
                         performance_report_uri=performance.outputs["report_uri"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, output_dir=f"{run_root}/decide_retrain")
-        retrain_if_needed(retrain=decision.outputs["retrain"], source_uri=decision.outputs["data_uri"],
-                          target_column=target_column, test_size=test_size, random_state=random_state,
+        retrain_if_needed(retrain=decision.outputs["retrain"], batch_uri=batch, window=window,
+                          holdout_fraction=holdout_fraction, min_improvement=min_improvement,
+                          target_column=target_column, test_size=test_size,
+                          random_state=random_state,
                           n_estimators=n_estimators, threshold=threshold, storage_root=storage_root,
                           registry_uri=registry_uri, model_name=model_name)
         return MonitoringOutputs(
@@ -145,11 +166,18 @@ PARAMETER_OPTIONS = [
     click.option("--drift-share-threshold", type=float, default=0.5, show_default=True,
                  help="Share of drifted features at which the data counts as drifted."),
     click.option("--critical-features", default="", help="Comma-separated features whose drift alone counts."),
+    click.option("--window", default="all", show_default=True,
+                 help="Rows retrained on: all, batches:N, rows:N (build_training_set's --window)."),
+    click.option("--holdout-fraction", type=float, default=0.2, show_default=True,
+                 help="Newest share of the batch rows held out to compare champion and challenger on."),
+    click.option("--min-improvement", type=float, default=0.0, show_default=True,
+                 help="Smallest accuracy gain of the challenger over the champion on the holdout (and significant "
+                      "by McNemar's test)."),
     click.option("--test-size", type=float, default=0.2, show_default=True, help="Test fraction when retraining."),
     click.option("--random-state", type=int, default=42, show_default=True, help="Seed when retraining."),
     click.option("--n-estimators", type=int, default=100, show_default=True, help="Trees when retraining."),
     click.option("--threshold", default="auto", show_default=True,
-                 help="Minimum test accuracy of a retrained model (it must also beat production)."),
+                 help="Minimum test accuracy of a retrained model (it must also beat production on the holdout)."),
 ]
 
 

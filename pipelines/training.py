@@ -4,14 +4,22 @@
     python pipelines/training.py submit --host http://kfp.example:8080 --experiment iris [--n-estimators 200 ...]
     python pipelines/training.py run-local --specs-dir DIR [--threshold 1.0 ...]
 
-Every task writes under ``<storage_root>/<run id>/<step>``, so runs never overwrite one another.
-Caching is off for every task: those per-run output paths make each task's inputs unique to its run, so
-a cache entry could never be hit, and a hit on a load from a mutable ``source_uri`` would silently
-train on stale data.
+Steps hand typed KFP artifacts to one another: load_data's ``data`` (Dataset) -> split's ``splits`` (Dataset:
+train.parquet and test.parquet) -> train's ``model`` (Model: model.skops, its card and profile) -> evaluate's
+``metrics`` (Metrics: metrics.json, its scalars as the artifact's metadata) -> deploy. Their folders live under
+the pipeline root (an ``s3://`` root on a cluster, a local folder with kfp.local), so KFP records the lineage.
+
+Caching: load_data, split, train (seeded) and evaluate cache; deploy (it writes the registry) never does.
+load_data caches because KFP keys a task on its input artifacts' identities: an uncached load would make
+every downstream key new, so nothing could hit. Its key is its parameters: a ``source_uri`` whose contents
+change under the same URI is served from the cache. Use a versioned URI, or run without caching
+(``run-local --no-cache``, ``submit``'s run with caching disabled).
 
 Tasks retry 3 times (60 s backoff, doubling) on the cluster: every step publishes all of its objects or
 none and deploy is idempotent, so a retry is safe. KFP retries any failure, bad input included.
 ``max_depth`` 0 means unlimited (KFP cannot pass "no value" for an optional input).
+Deploy snapshots the loaded table (and the ``comparison_data_uri`` rows) into the registry version, which the
+monitoring pipeline's next retraining reads as its history.
 
 Importable: :func:`build_pipeline` returns a ``@dsl.pipeline`` function that another pipeline (the
 monitoring loop) can call as a sub-pipeline; its outputs are those of :class:`TrainingOutputs`.
@@ -45,15 +53,26 @@ RESOURCES = {
 }
 
 
-class TrainingOutputs(NamedTuple):
-    model_uri: str
-    metrics_uri: str
-    accuracy: float
-    score: float
-    decision: str
-    promoted: bool
-    registered_uri: str
-    reason: str
+# Which tasks KFP may answer from its cache (see the module's docstring).
+CACHING = {"load_data": True, "split": True, "train": True, "evaluate": True, "deploy": False}
+
+
+def _outputs_class() -> type:
+    from kfp import dsl
+
+    class TrainingOutputs(NamedTuple):
+        model: dsl.Model
+        metrics: dsl.Metrics
+        model_uri: str
+        metrics_uri: str
+        accuracy: float
+        score: float
+        decision: str
+        promoted: bool
+        registered_uri: str
+        reason: str
+
+    return TrainingOutputs
 
 
 def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *,
@@ -65,9 +84,10 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     from kfp import dsl
 
     steps = dict(components) if components is not None else load_components(STEPS)
+    TrainingOutputs = _outputs_class()  # noqa: N806 (a class; kfp is imported only when a pipeline is built)
 
     def step(name: str, **inputs: Any) -> Any:
-        return configure_task(steps[name](**inputs), RESOURCES[name], caching=False, policy=policy)
+        return configure_task(steps[name](**inputs), RESOURCES[name], caching=CACHING[name], policy=policy)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Load, split, train, evaluate and gate a tabular model "
                                                   "(classification or regression).")
@@ -87,26 +107,24 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         metric: str = "auto",
         threshold: str = "auto",
         compare_to_production: bool = False,
-        storage_root: str = "s3://mlops/runs",
+        comparison_data_uri: str = "",
+        min_improvement: float = 0.0,
         registry_uri: str = "s3://mlops/registry",
         model_name: str = "classifier",
     ) -> TrainingOutputs:
-        run_root = f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
-        data = step("load_data", dataset=dataset, source_uri=source_uri, target_column=target_column,
-                    output_dir=f"{run_root}/load_data")
-        split = step("split", data_uri=data.outputs["data_uri"], target_column=target_column, task=task,
-                     time_column=time_column, test_size=test_size, random_state=random_state,
-                     output_dir=f"{run_root}/split")
-        train = step("train", train_uri=split.outputs["train_uri"], target_column=target_column, task=task,
+        data = step("load_data", dataset=dataset, source_uri=source_uri, target_column=target_column)
+        split = step("split", data=data.outputs["data"], target_column=target_column, task=task,
+                     time_column=time_column, test_size=test_size, random_state=random_state)
+        train = step("train", splits=split.outputs["splits"], target_column=target_column, task=task,
                      estimator=estimator, categorical_features=categorical_features, drop_columns=drop_columns,
-                     n_estimators=n_estimators, max_depth=max_depth, random_state=random_state,
-                     output_dir=f"{run_root}/train")
-        evaluate = step("evaluate", model_uri=train.outputs["model_uri"], test_uri=split.outputs["test_uri"],
-                        output_dir=f"{run_root}/evaluate")
-        deploy = step("deploy", model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
+                     n_estimators=n_estimators, max_depth=max_depth, random_state=random_state)
+        evaluate = step("evaluate", model=train.outputs["model"], splits=split.outputs["splits"])
+        deploy = step("deploy", model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
                       registry_uri=registry_uri, model_name=model_name, metric=metric, threshold=threshold,
-                      compare_to_production=compare_to_production)
+                      compare_to_production=compare_to_production, comparison_data_uri=comparison_data_uri,
+                      min_improvement=min_improvement, training_data_uri=data.outputs["data_uri"])
         return TrainingOutputs(
+            model=train.outputs["model"], metrics=evaluate.outputs["metrics"],
             model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
             accuracy=evaluate.outputs["accuracy"], score=evaluate.outputs["score"], decision=deploy.outputs["decision"],
             promoted=deploy.outputs["promoted"], registered_uri=deploy.outputs["registered_uri"],
@@ -140,8 +158,11 @@ PARAMETER_OPTIONS = [
                  help="Bar the metric must strictly beat (a maximum for errors such as rmse); auto: 0.9."),
     click.option("--compare-to-production/--no-compare-to-production", default=False, show_default=True,
                  help="Also require beating the current production model."),
-    click.option("--storage-root", default="s3://mlops/runs", show_default=True,
-                 help="Prefix under which each run writes <run id>/<step>/..."),
+    click.option("--comparison-data-uri", default="",
+                 help="Labeled table neither model trained on: with --compare-to-production both are scored on it "
+                      "and a paired test decides (empty: the recorded metrics are compared)."),
+    click.option("--min-improvement", type=float, default=0.0, show_default=True,
+                 help="Smallest improvement over production on the comparison data, in the metric's units."),
     click.option("--registry-uri", default="s3://mlops/registry", show_default=True, help="Model registry root."),
     click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry."),
 ]

@@ -27,9 +27,9 @@ except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
     pass
 PY
 
-banner "1. training pipeline on $DATASET (kfp.local, images from $SPECS) → $PREFIX"
-"$PY" pipelines/training.py run-local --specs-dir "$SPECS" --dataset "$DATASET" \
-  --storage-root "$PREFIX/runs" --registry-uri "$REGISTRY"
+banner "1. training pipeline on $DATASET (kfp.local, images from $SPECS; artifacts under its pipeline root) → $REGISTRY"
+"$PY" pipelines/training.py run-local --specs-dir "$SPECS" --dataset "$DATASET" --no-cache \
+  --registry-uri "$REGISTRY"
 
 banner "2. production batches, drawn standalone with docker run $(step_image make_batch)"
 make_batch() {

@@ -8,7 +8,9 @@ Inputs are the command's value options in order (input ``x_y`` = option ``--x-y`
 type, its default, its help); outputs are the ``--<name>-output-path`` options and the artifacts reported
 through ``--executor-input``, typed by the KFP metadata the runtime attaches to them (``mlops_runtime.cli``:
 ``output_path_option(name, help, kfp_type)``, ``executor_input_option({name: (type, description)})``,
-``KfpOption(kfp=...)``). Off-by-default switches (``--no-x``) stay CLI-only. A new option needs nothing here.
+``KfpOption(kfp=...)``). An ``--output-dir`` that is an artifact (``output_dir_option(name, type)``) is the
+output ``name`` passed as ``{outputUri: name}``; an ``artifact_input_option`` is the input artifact passed as
+``{inputUri: name}``. Off-by-default switches (``--no-x``) stay CLI-only. A new option needs nothing here.
 """
 from __future__ import annotations
 
@@ -71,6 +73,10 @@ def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
+def _is_artifact_output(command: click.Command, name: str) -> bool:
+    return any(getattr(option, "kfp", {}).get("artifact_output") == name for option in command.params)
+
+
 def component_spec(step: str, command: click.Command, image: str) -> dict[str, Any]:
     inputs: list[dict[str, Any]] = []
     outputs: list[dict[str, Any]] = []
@@ -85,9 +91,25 @@ def component_spec(step: str, command: click.Command, image: str) -> dict[str, A
             outputs.append({"name": meta["output"], "type": meta.get("type", "String"),
                             "description": one_line(meta.get("description"))})
             args += [flag, {"outputPath": meta["output"]}]
+        elif "artifact_output" in meta:  # the step's folder is this output artifact
+            outputs.append({"name": meta["artifact_output"], "type": meta["type"],
+                            "description": one_line(option.help)})
+            args += [flag, {"outputUri": meta["artifact_output"]}]
+        elif "artifact_input" in meta:
+            entry = {"name": meta["artifact_input"], "type": meta["type"]}
+            if not option.required:
+                entry["optional"] = True
+            entry["description"] = one_line(option.help)
+            inputs.append(entry)
+            if option.required:
+                args += [flag, {"inputUri": meta["artifact_input"]}]
+            else:
+                args.append({"if": {"cond": {"isPresent": meta["artifact_input"]},
+                                    "then": [flag, {"inputUri": meta["artifact_input"]}]}})
         elif option.name == "executor_input":
+            # an artifact the folder already is (evaluate's metrics) gets its UI metadata, not a second output
             ui_outputs += [{"name": o["name"], "type": o["type"], "description": one_line(o["description"])}
-                           for o in meta.get("ui_outputs", [])]
+                           for o in meta.get("ui_outputs", []) if not _is_artifact_output(command, o["name"])]
             args += [flag, {"executorInput": None}]
         elif flag.endswith("-output-path"):
             raise SpecError(f"{step}: {flag} has no KFP metadata (use mlops_runtime.cli.output_path_option)")
@@ -117,6 +139,10 @@ def component_spec(step: str, command: click.Command, image: str) -> dict[str, A
                 args.append({"if": {"cond": {"isPresent": name}, "then": [flag, {"inputValue": name}]}})
             else:
                 args += [flag, {"inputValue": name}]
+    if any("artifact_output" in getattr(o, "kfp", {}) for o in command.params) and not any(
+            o.name == "executor_input" for o in command.params):
+        raise SpecError(f"{step}: an output artifact needs --executor-input (kfp.local learns a task's output "
+                        "artifacts only from its ExecutorOutput): add mlops_runtime.cli.executor_input_option()")
     spec = {"name": step.replace("_", " ").capitalize(), "description": one_line(command.help)}
     if inputs:
         spec["inputs"] = inputs

@@ -1,8 +1,10 @@
 """build_training_set: the retraining table under an explicit window, a holdout neither model trained on, and
 an account of every row.
 
-Sources, oldest first: the history (the data the production model was built from) and then the labeled
-batches in the order given. Rows whose target is missing are left out; the window keeps the newest rows
+Sources, oldest first: the history (the data the production model was built from: ``--history-uri``, or
+with ``--registry-uri`` the training-data snapshot registered with the production version) and then the
+labeled batches in the order given (``--batch-uris``, then ``--batch-uri``). Rows whose target is missing
+are left out; the window keeps the newest rows
 (``all``, ``batches:N``, ``rows:N`` or ``days:N`` by ``--time-column``); the newest ``--holdout-fraction``
 of the batch rows in the window (never history rows: the production model trained on those) becomes the
 holdout on which champion and challenger are compared. ``accounting.json`` says, per source, how many rows
@@ -21,6 +23,7 @@ from mlops_runtime.cli import FloatRange, KfpOption, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
+from mlops_runtime.registry import ModelRegistry
 
 DATA_FILE = "train_data.parquet"
 HOLDOUT_FILE = "holdout.parquet"
@@ -105,6 +108,34 @@ def window_mask(rows: pd.DataFrame, kind: str, size: int, *, time_column: str, n
     return times >= times.max() - pd.Timedelta(days=size)
 
 
+def registered_history(registry_uri: str, model_name: str) -> tuple[str, str]:
+    """(uri, sha256) of the production version's training-data snapshot."""
+    registry = ModelRegistry(registry_uri, model_name)
+    pointer = registry.production().pointer
+    if pointer is None:
+        raise BadInputError(f"{registry.base}: no production model yet, so no history", label="--registry-uri")
+    return registry.training_data(int(pointer["version"]))
+
+
+def read_sources(sources: list[tuple[str, str]], expected_sha256: str | None,
+                 columns: tuple[str, str]) -> tuple[list[pd.DataFrame], list[dict]]:
+    frames, records, like = [], [], None
+    for index, (uri, label) in enumerate(sources):
+        table, record = step_io.read_input_table(uri, label=label)
+        if index == 0 and label == "--registry-uri" and record["sha256"] != expected_sha256:
+            raise BadInputError(f"{uri}: the snapshot's sha256 {record['sha256'][:12]}… is not the one its "
+                                "registry entry recorded (tampered or replaced)", label=label)
+        for column in columns:
+            if column:
+                step_io.require_column(table, column, uri=uri, label="--target-column" if column == columns[0]
+                                       else "--time-column")
+        table = table if like is None else conform(table, like, uri=uri)
+        like = table if like is None else like
+        frames.append(table.reset_index(drop=True).assign(**{SOURCE: index}))
+        records.append(record)
+    return frames, records
+
+
 @step("build_training_set", help="Build the retraining table from the history and the labeled batches under an "
                                  "explicit window, hold out the newest batch rows for a fair champion/challenger "
                                  "comparison, and account for every row (<output-dir>/accounting.json).")
@@ -112,6 +143,10 @@ def window_mask(rows: pd.DataFrame, kind: str, size: int, *, time_column: str, n
                                                 "empty for none.")
 @click.option("--batch-uris", default="[]", show_default=True, cls=KfpOption, kfp={"type": "JsonArray"},
               help="JSON list of labeled batch tables, oldest first.")
+@click.option("--batch-uri", default="", help="One more labeled batch, after --batch-uris (empty: none).")
+@click.option("--registry-uri", default="", help="Model registry: the history is its production version's "
+                                                 "training-data snapshot (instead of --history-uri).")
+@click.option("--model-name", default="classifier", show_default=True, help="Model name in the registry.")
 @click.option("--target-column", default="target", show_default=True, help="Label column.")
 @click.option("--time-column", default="", help="Orders rows within each source, and measures a days window.")
 @click.option("--window", default="all", show_default=True, help="Rows to keep: all, batches:N (the newest N "
@@ -122,7 +157,8 @@ def window_mask(rows: pd.DataFrame, kind: str, size: int, *, time_column: str, n
 @output_path_option("data_uri", "URI of train_data.parquet, the retraining table.")
 @output_path_option("holdout_uri", "URI of holdout.parquet ('' when there is no holdout).")
 @output_path_option("n_rows", "Rows in the retraining table.", "Integer")
-def cli(history_uri: str, batch_uris: str, target_column: str, time_column: str, window: str,
+def cli(history_uri: str, batch_uris: str, batch_uri: str, registry_uri: str, model_name: str, target_column: str,
+        time_column: str, window: str,
         holdout_fraction: float, output_dir: str, data_uri_output_path: str | None,
         holdout_uri_output_path: str | None, n_rows_output_path: str | None) -> None:
     kind, size = parse_window(window)
@@ -131,21 +167,17 @@ def cli(history_uri: str, batch_uris: str, target_column: str, time_column: str,
     data_uri = step_io.output_uri(output_dir, DATA_FILE)
     holdout_uri = step_io.output_uri(output_dir, HOLDOUT_FILE)
     accounting_uri = step_io.output_uri(output_dir, ACCOUNTING_FILE)
-    sources = ([(history_uri, "--history-uri")] if history_uri else []) + \
-        [(uri, "--batch-uris") for uri in step_io.uri_list(batch_uris, label="--batch-uris", limit=MAX_BATCHES)]
+    if history_uri and registry_uri:
+        raise click.UsageError("give the history as --history-uri or --registry-uri, not both")
+    expected_sha256 = None
+    if registry_uri:
+        history_uri, expected_sha256 = registered_history(registry_uri, model_name)
+    batches = step_io.uri_list(batch_uris, label="--batch-uris", limit=MAX_BATCHES) + ([batch_uri] if batch_uri else [])
+    sources = ([(history_uri, "--registry-uri" if registry_uri else "--history-uri")] if history_uri else []) + \
+        [(uri, "--batch-uris") for uri in batches]
     if not sources:
         raise BadInputError("no history and no batches: nothing to train on", label="--batch-uris")
-    frames, records, like = [], [], None
-    for index, (uri, label) in enumerate(sources):
-        table, record = step_io.read_input_table(uri, label=label)
-        for column in (target_column, time_column):
-            if column:
-                step_io.require_column(table, column, uri=uri, label="--target-column" if column == target_column
-                                       else "--time-column")
-        table = table if like is None else conform(table, like, uri=uri)
-        like = table if like is None else like
-        frames.append(table.reset_index(drop=True).assign(**{SOURCE: index}))
-        records.append(record)
+    frames, records = read_sources(sources, expected_sha256, (target_column, time_column))
     rows = pd.concat(frames, ignore_index=True)
     if time_column:  # oldest first across sources, so "newest" means newest in time
         rows = rows.iloc[order_by_time(rows[time_column])].reset_index(drop=True)
@@ -170,8 +202,8 @@ def cli(history_uri: str, batch_uris: str, target_column: str, time_column: str,
                            "outside_window": int((mine & labeled & ~in_window).sum()),
                            "holdout": int((holdout[SOURCE] == index).sum()),
                            "training": int((train[SOURCE] == index).sum())})
-    parameters = {"history_uri": history_uri or None, "batch_uris": [uri for uri, label in sources
-                                                                      if label == "--batch-uris"],
+    parameters = {"history_uri": history_uri or None, "batch_uris": batches, "registry_uri": registry_uri or None,
+                  "model_name": model_name,
                   "target_column": target_column, "time_column": time_column or None, "window": window,
                   "holdout_fraction": holdout_fraction}
     step_lineage = lineage("build_training_set", parameters, records)

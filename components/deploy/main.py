@@ -5,7 +5,8 @@ For a higher-is-better metric ``--threshold`` is a minimum, for a lower-is-bette
 log_loss, brier) a maximum; both exclusive. With ``--compare-to-production`` the model must also beat
 the production model: with ``--comparison-data-uri`` both are scored on that same labeled table and a
 paired test decides (mlops_runtime.comparison); without it the recorded metrics are compared, which is
-weaker (the two numbers come from different test sets).
+weaker (the two numbers come from different test sets). With ``--training-data-uri`` the registered version
+snapshots that table plus the comparison rows (``training_data.parquet``): the next retraining's history.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from typing import Any
 import click
 
 from mlops_runtime import comparison, documents, metrics, models, outputs, step_io, storage
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import FloatRange, artifact_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError, UsageError
 from mlops_runtime.log import get_logger
-from mlops_runtime.registry import ModelRegistry, Production
+from mlops_runtime.registry import ModelRegistry, Production, TrainingData, snapshot
 
 APPROVED = "Model approved for production"
 REJECTED = "Model needs improvement"
@@ -43,6 +44,7 @@ class Candidate:
     metrics: dict[str, Any]
     task: str
     extra_files: dict[str, bytes]
+    training_data: TrainingData | None = None
 
     @property
     def sha256(self) -> str:
@@ -218,7 +220,8 @@ def deploy(candidate: Candidate, registry: ModelRegistry, gate: Gate) -> dict:
         if version is None:
             version, created = registry.register(
                 model=candidate.stored.model_bytes, card=candidate.stored.card_bytes, metrics=candidate.metrics_bytes,
-                extra_files=candidate.extra_files, entry=entry_record(candidate, gate, reason, record))
+                extra_files=candidate.extra_files, entry=entry_record(candidate, gate, reason, record),
+                training_data=candidate.training_data)
             log.info("%s version %d of %s", "registered" if created else "found", version, registry.base)
         if registry.promote(version, reason=reason, expected=production):
             log.info("promoted version %d: %s", version, reason)
@@ -247,19 +250,30 @@ def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -
     return value
 
 
-def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, str | None]:
+def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, dict | None]:
     if not uri:
         return None, None
     if not compare_to_production:
         raise UsageError("only used with --compare-to-production", label="--comparison-data-uri")
-    table, record = step_io.read_input_table(uri, label="--comparison-data-uri")
-    return table, record["sha256"]
+    return step_io.read_input_table(uri, label="--comparison-data-uri")
+
+
+def training_snapshot(uri: str, comparison: tuple[Any, dict | None]) -> TrainingData | None:
+    """The rows to snapshot with the version: the training table, then the comparison rows (history too)."""
+    if not uri:
+        return None
+    parts = [step_io.read_input_table(uri, label="--training-data-uri")]
+    if comparison[1] is not None:
+        parts.append(comparison)
+    return snapshot(parts, label="--comparison-data-uri")
 
 
 @step("deploy", help="Gate a model: when its --metric clears --threshold (and, with --compare-to-production, "
                      "beats the production model), register it and point production at it.")
-@click.option("--model-uri", required=True, help="URI of the model (model.skops, its model_card.json beside it).")
-@click.option("--metrics-uri", required=True, help="URI of the model's metrics.json (from evaluate).")
+@artifact_input_option("--model-uri", "model", "Model", "model.skops", required=True,
+                       help="URI of the model (model.skops, its model_card.json beside it).")
+@artifact_input_option("--metrics-uri", "metrics", "Metrics", "metrics.json", required=True,
+                       help="URI of the model's metrics.json (from evaluate).")
 @click.option("--registry-uri", required=True, help="URI prefix (s3://... or a local folder) of the model registry.")
 @click.option("--model-name", default="classifier", show_default=True, callback=check_model_name,
               help="Name of the model in the registry.")
@@ -290,13 +304,18 @@ def read_comparison(uri: str | None, compare_to_production: bool) -> tuple[Any, 
 @click.option("--onnx-dir", default="", help="export_onnx's output folder for this model: its model.onnx (when the "
                                             "parity check passed) and onnx_report.json are registered beside the "
                                             "model (empty: none).")
+@click.option("--training-data-uri", default="", help="Table the model was built from (load_data's output: its "
+                                                   "train and test rows): snapshotted into the registry version "
+                                                   "with the --comparison-data-uri rows, as the next retraining's "
+                                                   "history (empty: no snapshot).")
 @output_path_option("decision", f"'{APPROVED}' or '{REJECTED}'.")
 @output_path_option("promoted", "Whether production now points at this model.", "Boolean")
 @output_path_option("registered_uri", "URI of the registry version now in production ('' when not promoted).")
 @output_path_option("reason", "Why the model was or was not promoted.")
 def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, metric: str, threshold: float | None,
         compare_to_production: bool, no_compare_to_production: bool, comparison_data_uri: str | None, alpha: float,
-        min_improvement: float, n_bootstrap: int, random_state: int, onnx_dir: str, decision_output_path: str | None,
+        min_improvement: float, n_bootstrap: int, random_state: int, onnx_dir: str, training_data_uri: str,
+        decision_output_path: str | None,
         promoted_output_path: str | None, registered_uri_output_path: str | None,
         reason_output_path: str | None) -> None:
     if compare_to_production and no_compare_to_production:
@@ -313,9 +332,10 @@ def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, me
     low, high = metrics.METRIC_RANGES[metric]
     if min_improvement > high - low:
         raise UsageError(f"{min_improvement:g} is more than {metric} can change", label="--min-improvement")
-    table, table_sha256 = read_comparison(comparison_data_uri or None, compare_to_production)
-    gate = Gate(metric, threshold, compare_to_production, comparison_data_uri or None, table, table_sha256, alpha,
-                min_improvement, n_bootstrap, random_state)
+    table, table_record = read_comparison(comparison_data_uri or None, compare_to_production)
+    candidate.training_data = training_snapshot(training_data_uri, (table, table_record))
+    gate = Gate(metric, threshold, compare_to_production, comparison_data_uri or None, table,
+                table_record["sha256"] if table_record else None, alpha, min_improvement, n_bootstrap, random_state)
     try:
         outcome = deploy(candidate, registry, gate)
     except ComponentError as error:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlops_runtime import drift, journal, model_monitoring, models, outputs, prediction_log, step_io, storage
-from mlops_runtime.cli import FloatRange, executor_input_option, output_path_option, step
+from mlops_runtime.cli import FloatRange, executor_input_option, output_dir_option, output_path_option, step
 from mlops_runtime.columnar import open_columns
 from mlops_runtime.data_quality import DEFAULT_SHARE_THRESHOLD as QUALITY_SHARE
 from mlops_runtime.drift_report import render_html, report_bytes
@@ -46,7 +46,7 @@ def names(text: str) -> list[str]:
               help="Current table (Parquet or CSV) with the reference's columns, or a prediction-log partition of the "
                    "serve image (its metadata and prediction columns are left out; its predictions give the "
                    "prediction drift).")
-@click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
+@output_dir_option("drift", "Artifact")
 @click.option("--target-column", default="target", show_default=True,
               help="Column left out of drift detection (absent is fine).")
 @click.option("--critical-features", default="", show_default=True,

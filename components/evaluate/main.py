@@ -1,10 +1,8 @@
 """Evaluate a trained model (classifier or regressor) on a held-out table and publish its metrics."""
 from __future__ import annotations
 
-import click
-
 from mlops_runtime import metrics, models, outputs, step_io
-from mlops_runtime.cli import executor_input_option, output_path_option, step
+from mlops_runtime.cli import artifact_input_option, executor_input_option, output_dir_option, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -19,10 +17,11 @@ log = get_logger("evaluate")
                        "classifier accuracy, macro precision/recall/F1, ROC AUC, PR AUC, log loss, Brier score and "
                        "the confusion matrix; for a regressor RMSE, MAE, R² and MAPE. Written to "
                        "<output-dir>/metrics.json and shown in the KFP UI.")
-@click.option("--model-uri", required=True, help="URI of the model (model.skops, its model_card.json beside it).")
-@click.option("--test-uri", required=True,
-              help="URI of the test table (Parquet or CSV) with the model's input columns and its target.")
-@click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
+@artifact_input_option("--model-uri", "model", "Model", "model.skops", required=True,
+                       help="URI of the model (model.skops, its model_card.json beside it).")
+@artifact_input_option("--test-uri", "splits", "Dataset", "test.parquet", required=True,
+                       help="URI of the test table (Parquet or CSV) with the model's input columns and its target.")
+@output_dir_option("metrics", "Metrics")
 @executor_input_option({"metrics": ("Metrics", "Accuracy and macro precision/recall/F1 for the KFP UI."),
                         "classification_metrics": ("ClassificationMetrics", "Confusion matrix for the KFP UI.")})
 @output_path_option("metrics_uri", "URI of metrics.json.")

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from mlops_runtime import outputs, signature, step_io, table_files, tables
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import (
+    FloatRange,
+    artifact_input_option,
+    executor_input_option,
+    output_dir_option,
+    output_path_option,
+    step,
+)
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -109,7 +116,8 @@ def choose_test_rows(target: pd.Series, task: str, times: pd.Series | None, test
 @step("split", help="Split a table into seeded train and test sets (stratified for classification, or "
                     "time-ordered), written as <output-dir>/train.parquet and <output-dir>/test.parquet with "
                     "their lineage.")
-@click.option("--data-uri", required=True, help="Table to split (CSV or Parquet; s3://bucket/key or a local path).")
+@artifact_input_option("--data-uri", "data", "Dataset", "data.parquet", required=True,
+                       help="Table to split (CSV or Parquet; s3://bucket/key or a local path).")
 @click.option("--target-column", default="target", show_default=True,
               help="Label column; rows where it is missing are left out.")
 @click.option("--task", type=click.Choice(["auto", *signature.TASKS]), default="auto", show_default=True,
@@ -121,11 +129,12 @@ def choose_test_rows(target: pd.Series, task: str, times: pd.Series | None, test
               help="Fraction of the rows in the test set, in (0, 1), rounded up to whole rows.")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
               help="Seed of the shuffle: the same table and seed always give the same split.")
-@click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
+@output_dir_option("splits", "Dataset")
+@executor_input_option()
 @output_path_option("train_uri", "URI of the written train.parquet.")
 @output_path_option("test_uri", "URI of the written test.parquet.")
 def cli(data_uri: str, target_column: str, task: str, time_column: str | None, test_size: float,
-        random_state: int, output_dir: str, train_uri_output_path: str | None,
+        random_state: int, output_dir: str, executor_input: str | None, train_uri_output_path: str | None,
         test_uri_output_path: str | None) -> None:
     train_uri = step_io.output_uri(output_dir, TRAIN_FILE)
     test_uri = step_io.output_uri(output_dir, TEST_FILE)
@@ -168,6 +177,7 @@ def cli(data_uri: str, target_column: str, task: str, time_column: str | None, t
                 out.put_file(test_uri, test_path, label="--output-dir")
                 out.parameters({"train_uri": (train_uri_output_path, train_uri),
                                 "test_uri": (test_uri_output_path, test_uri)})
+                out.executor_output(executor_input, metadata={"splits": summary})
     log.info("%s split (%s) of %d rows: %s (%d rows) and %s (%d rows); %d row(s) without a target left out",
              resolved, "time-ordered" if time_column else "stratified" if summary["stratified"] else "random",
              summary["n_rows"], train_uri, summary["n_train"], test_uri, summary["n_test"],

@@ -18,7 +18,14 @@ from mlops_runtime import (
     step_io,
     storage,
 )
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import (
+    FloatRange,
+    artifact_input_option,
+    executor_input_option,
+    output_dir_option,
+    output_path_option,
+    step,
+)
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -106,7 +113,8 @@ def reference_sample(features: pd.DataFrame, target: pd.Series, *, seed: int) ->
                     "text, booleans, dates, missing values) for classification or regression, and write "
                     "<output-dir>/model.skops (canonical skops bytes) and <output-dir>/model_card.json (task, "
                     "signature, parameters, feature importances, lineage).")
-@click.option("--train-uri", required=True, help="Training table (CSV or Parquet; s3://bucket/key or a local path).")
+@artifact_input_option("--train-uri", "splits", "Dataset", "train.parquet", required=True,
+                       help="Training table (CSV or Parquet; s3://bucket/key or a local path).")
 @click.option("--target-column", default="target", show_default=True,
               help="Target column; every other column is a feature unless left out.")
 @click.option("--task", type=click.Choice(["auto", *signature.TASKS]), default="auto", show_default=True,
@@ -136,12 +144,13 @@ def reference_sample(features: pd.DataFrame, target: pd.Series, *, seed: int) ->
               help="Random hyperparameter search candidates, 3-fold cross-validated (0 = off, at most 200).")
 @click.option("--random-state", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
               help="Seed of the estimator and the search: the same data and seed always give the same model bytes.")
-@click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
+@output_dir_option("model", "Model")
+@executor_input_option()
 @output_path_option("model_uri", "URI of the written model.skops (its model_card.json is beside it).")
 def cli(train_uri: str, target_column: str, task: str, estimator: str, categorical_features: str, drop_columns: str,
         n_estimators: int, max_depth: int, min_samples_leaf: int, learning_rate: float, max_iter: int, c: float,
         alpha: float, class_weight: str, search_iterations: int, random_state: int, output_dir: str,
-        model_uri_output_path: str | None) -> None:
+        executor_input: str | None, model_uri_output_path: str | None) -> None:
     model_uri = step_io.output_uri(output_dir, models.MODEL_FILE)
     card_uri = models.card_uri_for(model_uri)
     table, record = step_io.read_input_table(train_uri, label="--train-uri")
@@ -215,6 +224,7 @@ def cli(train_uri: str, target_column: str, task: str, estimator: str, categoric
         out.put(models.profile_uri_for(model_uri), profile, label="--output-dir")
         out.put_json(card_uri, card, label="--output-dir")
         out.parameters({"model_uri": (model_uri_output_path, model_uri)})
+        out.executor_output(executor_input, metadata={"model": {"task": task, "estimator": card["estimator"]}})
     log.info("wrote %s (%s, %s, %d input columns -> %d encoded, %d rows) and %s", model_uri, card["estimator"], task,
              len(kinds), card["n_encoded_features"], len(features), card_uri)
     step_io.print_outputs({"model_uri": model_uri})

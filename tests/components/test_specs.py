@@ -48,7 +48,7 @@ def as_text(value: Any) -> str | None:
 
 
 def passed_arguments(args: list[Any], condition: dict | None = None) -> list[tuple[str, dict, dict | None]]:
-    """``(flag, placeholder, if-condition)`` for every ``--flag {inputValue|outputPath|executorInput}`` pair."""
+    """``(flag, placeholder, if-condition)`` for every ``--flag {inputValue|inputUri|outputPath|outputUri|...}``."""
     found = []
     for index, item in enumerate(args):
         if isinstance(item, dict) and "if" in item:
@@ -57,7 +57,8 @@ def passed_arguments(args: list[Any], condition: dict | None = None) -> list[tup
             found.extend(passed_arguments(nested, branch["cond"]))
         elif isinstance(item, str) and item.startswith("--") and index + 1 < len(args):
             placeholder = args[index + 1]
-            if isinstance(placeholder, dict) and placeholder.keys() & {"inputValue", "outputPath", "executorInput"}:
+            if isinstance(placeholder, dict) and placeholder.keys() & {"inputValue", "outputPath", "executorInput",
+                                                                       "inputUri", "outputUri"}:
                 found.append((item, placeholder, condition))
     return found
 
@@ -124,7 +125,17 @@ def test_inputs_match_the_click_options(name):
     passed = {placeholder["inputValue"]: (flag, condition)
               for flag, placeholder, condition in passed_arguments(spec["implementation"]["container"]["args"])
               if "inputValue" in placeholder}
+    artifacts = {placeholder["inputUri"]: flag for flag, placeholder, _ in passed_arguments(
+        spec["implementation"]["container"]["args"]) if "inputUri" in placeholder}
+    artifact_flags = set()
     for entry in spec.get("inputs", []):
+        if entry["name"] in artifacts:  # an input artifact: its URI goes to the option naming it
+            flag = artifacts[entry["name"]]
+            assert options[flag].kfp == {"artifact_input": entry["name"], "type": entry["type"],
+                                         "file": options[flag].kfp["file"]}, (name, flag)
+            assert entry["type"] not in PARAMETER_TYPES and options[flag].required
+            artifact_flags.add(flag)
+            continue
         input_name, flag = entry["name"], dashed(entry["name"])
         assert flag in options, f"{name}: input {input_name} has no option {flag}"
         option = options[flag]
@@ -140,9 +151,12 @@ def test_inputs_match_the_click_options(name):
         if "default" not in entry and entry.get("optional"):  # KFP has no value to pass when it is absent
             assert condition == {"isPresent": input_name}, f"{name}: pass {flag} only under isPresent"
     # Every option KFP users could need is an input; only off-by-default CLI switches may stay CLI-only.
-    declared = {dashed(entry["name"]) for entry in spec.get("inputs", [])}
+    declared = {dashed(entry["name"]) for entry in spec.get("inputs", [])} | artifact_flags
     missing = {flag for flag, option in options.items() if flag not in declared and not flag.endswith("-output-path")
-               and flag != "--executor-input" and not (option.is_flag and option.default is False)}
+               and flag not in {"--executor-input", "--output-dir"}
+               and not (option.is_flag and option.default is False)}
+    if "--output-dir" in options and "artifact_output" not in getattr(options["--output-dir"], "kfp", {}):
+        assert "--output-dir" in declared, f"{name}: --output-dir is neither an input nor an output artifact"
     assert not missing, f"{name}: options without a component input: {sorted(missing)}"
 
 
@@ -152,15 +166,21 @@ def test_outputs_match_the_output_path_options(name):
     passed = passed_arguments(spec["implementation"]["container"]["args"])
     output_paths = {placeholder["outputPath"]: flag for flag, placeholder, _ in passed if "outputPath" in placeholder}
     executor_input = [flag for flag, placeholder, _ in passed if "executorInput" in placeholder]
+    output_uris = {placeholder["outputUri"]: flag for flag, placeholder, _ in passed if "outputUri" in placeholder}
     outputs = spec.get("outputs", [])
     for entry in outputs:
-        if entry.get("type") in UI_TYPES:
+        if entry["name"] in output_uris:  # the step's folder is this artifact
+            assert output_uris[entry["name"]] == "--output-dir"
+            assert options["--output-dir"].kfp == {"artifact_output": entry["name"], "type": entry["type"]}
+            assert executor_input == ["--executor-input"], f"{name}: kfp.local sees artifacts only in ExecutorOutput"
+        elif entry.get("type") in UI_TYPES:
             assert executor_input == ["--executor-input"] and "--executor-input" in options, entry["name"]
         else:
             flag = f"{dashed(entry['name'])}-output-path"
             assert output_paths.get(entry["name"]) == flag and flag in options, f"{name}: output {entry['name']}"
             assert not options[flag].required
-    declared = {f"{dashed(entry['name'])}-output-path" for entry in outputs if entry.get("type") not in UI_TYPES}
+    declared = {f"{dashed(entry['name'])}-output-path" for entry in outputs
+                if entry.get("type") not in UI_TYPES and entry["name"] not in output_uris}
     assert {flag for flag in options if flag.endswith("-output-path")} == declared
 
 

@@ -1,7 +1,9 @@
-"""Four training pipelines at once against one bucket: per-run output paths keep their objects apart, and
+"""Four training pipelines at once in one pipeline root and one registry: per-run artifact folders keep their
+objects apart, and
 the registry's conditional writes give every approved model its own complete version and lose no promotion."""
 import subprocess
 import sys
+from pathlib import Path
 
 from mlops_runtime import outputs, storage
 from mlops_runtime.registry import ModelRegistry
@@ -11,11 +13,11 @@ RUNS = 4
 RUN_TIMEOUT_S = 900
 
 
-def test_four_concurrent_training_runs_do_not_clobber_each_other(built_images, s3_prefix):
+def test_four_concurrent_training_runs_do_not_clobber_each_other(built_images, s3_prefix, tmp_path):
     def start(seed: int) -> subprocess.Popen:
         command = [sys.executable, str(REPO / "pipelines" / "training.py"), "run-local", "--specs-dir",
-                   str(built_images.specs_dir), "--storage-root", f"{s3_prefix}/runs", "--registry-uri",
-                   f"{s3_prefix}/registry", "--random-state", str(seed), "--threshold", "0.5"]
+                   str(built_images.specs_dir), "--pipeline-root", str(tmp_path / "root"), "--no-cache",
+                   "--registry-uri", f"{s3_prefix}/registry", "--random-state", str(seed), "--threshold", "0.5"]
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     processes = [start(seed) for seed in range(1, RUNS + 1)]
@@ -25,11 +27,11 @@ def test_four_concurrent_training_runs_do_not_clobber_each_other(built_images, s
     summaries = [dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line) for stdout, _ in results]
 
     # Each run wrote under its own run id, and every step's folder there is complete and intact.
-    run_folders = {summary["model_uri"].split("/runs/", 1)[1].split("/", 1)[0] for summary in summaries}
+    run_folders = {Path(summary["model_uri"]).parents[2] for summary in summaries}  # <run>/train/model/model.skops
     assert len(run_folders) == RUNS
     for run in run_folders:
-        for step in ("load_data", "split", "train", "evaluate"):
-            outputs.verify_published(f"{s3_prefix}/runs/{run}/{step}")
+        for artifact in ("load-data/data", "split/splits", "train/model", "evaluate/metrics"):
+            outputs.verify_published(str(run / artifact))
 
     # Four different models (different seeds), four complete versions, one pointer moved four times.
     registry = ModelRegistry(f"{s3_prefix}/registry", "classifier")

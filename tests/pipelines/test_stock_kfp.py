@@ -39,14 +39,13 @@ def run_users_pipeline(specs_dir, pipeline_root, storage_root, registry_uri, s3_
 
     @dsl.pipeline(name="my-training")
     def my_training(storage_root: str, registry_uri: str) -> Outputs:
-        root = f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
-        data = load_data(dataset="wine", output_dir=f"{root}/load_data")
-        tables = split(data_uri=data.outputs["data_uri"], output_dir=f"{root}/split")
-        model = train(train_uri=tables.outputs["train_uri"], n_estimators=50, output_dir=f"{root}/train")
-        scores = evaluate(model_uri=model.outputs["model_uri"], test_uri=tables.outputs["test_uri"],
-                          output_dir=f"{root}/evaluate")
-        gate = deploy(model_uri=model.outputs["model_uri"], metrics_uri=scores.outputs["metrics_uri"],
-                      registry_uri=registry_uri)
+        # Steps hand each other typed artifacts (Dataset -> Model -> Metrics), kept under the pipeline root.
+        data = load_data(dataset="wine")
+        tables = split(data=data.outputs["data"])  # one Dataset: train.parquet and test.parquet
+        model = train(splits=tables.outputs["splits"], n_estimators=50)
+        scores = evaluate(model=model.outputs["model"], splits=tables.outputs["splits"])
+        gate = deploy(model=model.outputs["model"], metrics=scores.outputs["metrics"], registry_uri=registry_uri)
+        gate.set_caching_options(enable_caching=False)  # it writes the registry
         check_if_promoted(promoted=gate.outputs["promoted"], batch_uri=tables.outputs["test_uri"],
                           registry_uri=registry_uri, storage_root=storage_root)
         return Outputs(promoted=gate.outputs["promoted"], metrics=scores.outputs["metrics"],
@@ -60,6 +59,11 @@ def run_users_pipeline(specs_dir, pipeline_root, storage_root, registry_uri, s3_
     run = my_training(storage_root=storage_root, registry_uri=registry_uri)
     # README:end
     return run
+
+
+def run_artifact(root, task, artifact):
+    [folder] = root.glob(f"my-training-*/{task}/{artifact}")
+    return str(folder)
 
 
 def readme_block() -> str:
@@ -84,9 +88,11 @@ def test_a_users_pipeline_runs_on_stock_kfp_local(built_images, s3_prefix, tmp_p
 
     assert run.outputs["promoted"] is True  # wine's test accuracy is above deploy's default threshold 0.9
     # What the KFP UI shows: evaluate's scalar metrics and confusion matrix, equal to its metrics.json
-    [metrics_uri] = [u for u in storage.list_uris(f"{s3_prefix}/runs/") if u.endswith("evaluate/metrics.json")]
-    document = json.loads(storage.read_bytes(metrics_uri))
-    shown = run.outputs["metrics"].metadata
+    # The Metrics artifact is evaluate's folder: its metrics.json and, as its metadata, the scalars the UI shows
+    metrics = run.outputs["metrics"]
+    assert metrics.schema_title == "system.Metrics" and metrics.uri.startswith(str(tmp_path / "root"))
+    document = json.loads(storage.read_bytes(f"{metrics.uri}/metrics.json"))
+    shown = metrics.metadata
     assert {name: shown[name] for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro")} == {
         name: document[name] for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro")}
     matrix = run.outputs["confusion"].metadata["confusionMatrix"]
@@ -98,7 +104,8 @@ def test_a_users_pipeline_runs_on_stock_kfp_local(built_images, s3_prefix, tmp_p
     # the conditional branch ran: check_performance appended one record to the model's history
     assert len(storage.list_uris(f"{registry}/classifier/performance/")) == 1
     runs = {uri.split("/")[-2] for uri in storage.list_uris(f"{s3_prefix}/runs/") if uri.endswith("_manifest.json")}
-    assert runs == {"load_data", "split", "train", "evaluate", "check_performance"}
+    assert runs == {"check_performance"}  # the others' folders are their artifacts, under the pipeline root
+    assert document["model_uri"] == f"{run_artifact(tmp_path / 'root', 'train', 'model')}/model.skops"
     pinned = re.compile(r"@sha256:[0-9a-f]{64}$")
     for spec in built_images.specs_dir.glob("*/component.yaml"):
         assert pinned.search(re.search(r"image:\s*(\S+)", spec.read_text())[1])

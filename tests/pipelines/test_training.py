@@ -14,7 +14,7 @@ from tests.support import REPO
 
 TASKS = {"load-data": "load_data", "split": "split", "train": "train", "evaluate": "evaluate", "deploy": "deploy"}
 UPSTREAM = {"load-data": [], "split": ["load-data"], "train": ["split"], "evaluate": ["split", "train"],
-            "deploy": ["evaluate", "train"]}
+            "deploy": ["evaluate", "load-data", "train"]}  # load-data: the table deploy snapshots
 # Iris split and forest seeded with 1 score 0.9667 (measured); the default seed 42 scores exactly 0.9,
 # which the deploy gate (strictly above the threshold) does not promote at the default threshold 0.9.
 SEED = "1"
@@ -28,7 +28,12 @@ def compile_with_cli(tmp_path: Path, *args: str) -> dict:
     return common.read_package(package)[0]
 
 
-def test_compiled_pipeline_chains_the_five_steps_with_retries_resources_and_no_caching(tmp_path):
+ARTIFACT_INPUTS = {"split": {"data": "load-data"}, "train": {"splits": "split"},
+                   "evaluate": {"model": "train", "splits": "split"},
+                   "deploy": {"model": "train", "metrics": "evaluate"}}
+
+
+def test_compiled_pipeline_chains_the_five_steps_by_typed_artifacts_with_retries_resources_and_caching(tmp_path):
     spec = compile_with_cli(tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == set(TASKS)
@@ -38,18 +43,38 @@ def test_compiled_pipeline_chains_the_five_steps_with_retries_resources_and_no_c
         assert sorted(task.get("dependentTasks", [])) == UPSTREAM[name]
         assert task["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "60s", "backoffFactor": 2.0,
                                        "backoffMaxDuration": "3600s"}
-        assert task["cachingOptions"].get("enableCache", False) is False
+        assert task["cachingOptions"].get("enableCache", False) is training.CACHING[step]
         wanted = training.RESOURCES[step]
         resources = executors[f"exec-{name}"]["container"]["resources"]
         assert resources["resourceCpuRequest"] == wanted.cpu_request
         assert resources["resourceCpuLimit"] == wanted.cpu_limit
         assert resources["resourceMemoryRequest"] == wanted.memory_request
         assert resources["resourceMemoryLimit"] == wanted.memory_limit
-        if step != "deploy":
-            output_dir = task["inputs"]["parameters"]["output_dir"]["runtimeValue"]["constant"]
-            assert output_dir.endswith(f"}}}}/{{{{$.pipeline_job_uuid}}}}/{step}")
-            assert "pipelinechannel--storage_root" in output_dir
-    assert set(spec["root"]["outputDefinitions"]["parameters"]) == set(training.TrainingOutputs._fields)
+        assert "output_dir" not in task["inputs"].get("parameters", {})
+        wired = {input_name: entry["taskOutputArtifact"]["producerTask"]
+                 for input_name, entry in task["inputs"].get("artifacts", {}).items()}
+        assert wired == ARTIFACT_INPUTS.get(name, {})
+    assert training.CACHING == {"load_data": True, "split": True, "train": True, "evaluate": True, "deploy": False}
+    types = {name: output["artifactType"]["schemaTitle"]
+             for name, output in spec["root"]["outputDefinitions"]["artifacts"].items()}
+    assert types == {"model": "system.Model", "metrics": "system.Metrics"}
+    assert set(spec["root"]["outputDefinitions"]["parameters"]) | set(types) == set(
+        training._outputs_class()._fields)
+
+
+def test_a_metrics_artifact_wired_into_a_model_input_fails_when_the_pipeline_is_defined():
+    from kfp import dsl
+
+    steps = common.load_components(["evaluate", "deploy", "train", "split", "load_data"])
+    with pytest.raises(dsl.types.type_utils.InconsistentTypeException, match="Model"):
+        @dsl.pipeline(name="mis-wired")
+        def mis_wired(registry_uri: str):
+            data = steps["load_data"]()
+            tables = steps["split"](data=data.outputs["data"])
+            model = steps["train"](splits=tables.outputs["splits"])
+            scores = steps["evaluate"](model=model.outputs["model"], splits=tables.outputs["splits"])
+            steps["deploy"](model=scores.outputs["metrics"], metrics=scores.outputs["metrics"],
+                            registry_uri=registry_uri)
 
 
 def test_local_policy_sets_no_retries_and_no_resources(tmp_path):
@@ -95,11 +120,13 @@ def test_submit_to_an_unreachable_endpoint_fails_with_one_line(made_up_pinned_sp
 
 # ---------------------------------------------------------------------------- local runs on Docker
 
-def run_local(built_images, s3_prefix: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    """``python pipelines/training.py run-local`` on the built images, storing under ``s3_prefix``."""
+def run_local(built_images, s3_prefix: str, *args: str, root: Path | None = None
+              ) -> tuple[subprocess.CompletedProcess, float]:
+    """``python pipelines/training.py run-local`` on the built images, the registry under ``s3_prefix``,
+    the artifacts in the pipeline root ``root`` (default: a temporary one, without caching)."""
+    where = ["--pipeline-root", str(root)] if root else ["--no-cache"]
     command = [sys.executable, str(REPO / "pipelines" / "training.py"), "run-local",
-               "--specs-dir", str(built_images.specs_dir), "--storage-root", f"{s3_prefix}/runs",
-               "--registry-uri", f"{s3_prefix}/registry", *args]
+               "--specs-dir", str(built_images.specs_dir), *where, "--registry-uri", f"{s3_prefix}/registry", *args]
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=LOCAL_RUN_TIMEOUT_S, check=False)
     return done, time.monotonic() - started
@@ -118,19 +145,19 @@ def relative_keys(prefix: str) -> set[str]:
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_local_run_trains_registers_and_promotes(built_images, s3_prefix):
-    done, _ = run_local(built_images, s3_prefix, "--random-state", SEED)
+def test_local_run_trains_registers_and_promotes(built_images, s3_prefix, tmp_path):
+    done, _ = run_local(built_images, s3_prefix, "--random-state", SEED, root=tmp_path / "root")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     result = summary(done.stdout)
     assert done.stdout.rstrip().splitlines()[-1] == "decision: Model approved for production"
     assert float(result["accuracy"]) >= 0.9 and float(result["f1_macro"]) >= 0.9
     assert result["promoted"] == "true"
 
-    run_id = result["model_uri"][len(f"{s3_prefix}/runs/"):].split("/")[0]
+    run_folder = Path(result["model_uri"]).parents[2]  # <root>/<run>/train/model/model.skops
+    assert {str(path.relative_to(run_folder)) for path in run_folder.glob("*/*/*")} >= {
+        "load-data/data/data.parquet", "split/splits/train.parquet", "split/splits/test.parquet",
+        "train/model/model.skops", "train/model/model_card.json", "evaluate/metrics/metrics.json"}
     keys = relative_keys(s3_prefix)
-    assert {f"runs/{run_id}/{key}" for key in (
-        "load_data/data.parquet", "split/train.parquet", "split/test.parquet", "train/model.skops",
-        "train/model_card.json", "evaluate/metrics.json")} <= keys
     assert {"registry/classifier/1/model.skops", "registry/classifier/1/model_card.json",
             "registry/classifier/1/metrics.json", "registry/classifier/1/entry.json",
             "registry/classifier/production.json"} <= keys
@@ -168,14 +195,14 @@ def test_local_run_fails_fast_when_a_step_fails(built_images, s3_prefix):
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_local_run_on_a_real_mixed_table_for_regression(built_images, s3_prefix):
+def test_local_run_on_a_real_mixed_table_for_regression(built_images, s3_prefix, tmp_path):
     """palmerpenguins as its CSV ships (text columns, NaN): body mass in grams is regression, gated on r2."""
     from importlib import resources
 
     source = f"{s3_prefix}/penguins.csv"
     storage.write_bytes(source, resources.files("palmerpenguins").joinpath("data", "penguins.csv").read_bytes())
     done, _ = run_local(built_images, s3_prefix, "--source-uri", source, "--target-column", "body_mass_g",
-                        "--estimator", "hist_gradient_boosting", "--threshold", "0.6")
+                        "--estimator", "hist_gradient_boosting", "--threshold", "0.6", root=tmp_path / "root")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     result = summary(done.stdout)
     metrics = json.loads(storage.read_bytes(result["metrics_uri"]))
@@ -183,3 +210,25 @@ def test_local_run_on_a_real_mixed_table_for_regression(built_images, s3_prefix)
     assert result["promoted"] == "true" and "r2" in result["reason"]
     card = json.loads(storage.read_bytes(f"{s3_prefix}/registry/classifier/1/model_card.json"))
     assert card["task"] == "regression" and card["estimator"].endswith("HistGradientBoostingRegressor")
+
+
+def task_log(stdout: str) -> str:
+    return stdout.replace("\x1b[96m", "").replace("\x1b[0m", "").replace("\x1b[1m", "")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_second_local_run_takes_the_pure_tasks_from_the_cache_and_deploys_again(built_images, s3_prefix, tmp_path):
+    first, _ = run_local(built_images, s3_prefix, "--random-state", SEED, root=tmp_path / "root")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    second, _ = run_local(built_images, s3_prefix, "--random-state", SEED, root=tmp_path / "root")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    cold, cached = summary(first.stdout), summary(second.stdout)
+    # the cached tasks' outputs are the first run's artifacts
+    assert cached["model_uri"] == cold["model_uri"] and cached["metrics_uri"] == cold["metrics_uri"]
+    log = task_log(second.stdout)
+    for name in ("load-data", "split", "train", "evaluate"):  # kfp.local logs a cache hit outside the run's log
+        assert f"Executing task '{name}'" not in log and f"Executing task '{name}'" in task_log(first.stdout), name
+    assert "Executing task 'deploy'" in log
+    assert cached["registered_uri"] == cold["registered_uri"] == f"{s3_prefix}/registry/classifier/1"
+    assert "already in production (version 1)" in cached["reason"]  # deploy ran again, on the cached model

@@ -113,7 +113,10 @@ class KfpOption(click.Option):
 
     ``kfp`` keys: ``output`` (the KFP output an ``--x-output-path`` option writes), ``type`` (its KFP type:
     String, Integer, Float, Boolean, HTML, Markdown...), ``description``; ``ui_outputs`` on
-    ``--executor-input``: the artifacts reported through the executor output (Metrics, ClassificationMetrics).
+    ``--executor-input``: the artifacts reported through the executor output (Metrics, ClassificationMetrics);
+    ``artifact_output`` on ``--output-dir``: the output artifact (of KFP ``type``) that the folder is
+    (``{outputUri: name}``); ``artifact_input``: the input artifact (of KFP ``type``) whose URI the option
+    takes (``{inputUri: name}``), see :func:`artifact_input_option`.
     """
 
     def __init__(self, *args: Any, kfp: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -157,4 +160,35 @@ def executor_input_option(ui_outputs: dict[str, tuple[str, str]] | None = None) 
     described = [{"name": name, "type": kind, "description": text} for name, (kind, text) in (ui_outputs or {}).items()]
     return click.option("--executor-input", default=None, metavar="JSON", callback=_check_executor_input,
                         cls=KfpOption, kfp={"ui_outputs": described},
-                        help="KFP executor input (set by KFP); used to report UI metrics.")
+                        help="KFP executor input (set by KFP); used to report the output artifacts and UI metrics.")
+
+
+OUTPUT_DIR_HELP = "URI prefix (s3://... or a local folder) for this step's objects."
+
+
+def output_dir_option(artifact: str | None = None, kfp_type: str = "Artifact",
+                      help: str = OUTPUT_DIR_HELP) -> Callable[..., Any]:
+    """``--output-dir``; with ``artifact`` the folder is the KFP output artifact of that name and type
+    (the spec passes ``{outputUri: artifact}``: a folder under the pipeline root)."""
+    kfp = {"artifact_output": artifact, "type": kfp_type} if artifact else {}
+    return click.option("--output-dir", required=True, cls=KfpOption, kfp=kfp,
+                        help=f"{help} In KFP: the '{artifact}' {kfp_type} artifact." if artifact else help)
+
+
+def artifact_input_option(flag: str, artifact: str, kfp_type: str, file_name: str, *, help: str,
+                          **click_args: Any) -> Callable[..., Any]:
+    """An input option taking a URI that KFP fills with the input artifact ``artifact`` (``{inputUri: ...}``).
+
+    A folder a step published (it holds ``_manifest.json``) stands for its ``file_name``, e.g. split's
+    ``splits`` folder for ``train.parquet``: :func:`mlops_runtime.step_io.resolve_in_folder`. A file URI is
+    taken as it is.
+    """
+    def resolve(_ctx: click.Context, param: click.Parameter, uri: str | None) -> str | None:
+        from .step_io import resolve_in_folder
+
+        return resolve_in_folder(uri, file_name, label=param.opts[0]) if uri else uri
+
+    return click.option(flag, cls=KfpOption, callback=resolve,
+                        kfp={"artifact_input": artifact, "type": kfp_type, "file": file_name},
+                        help=f"{help} Or a folder holding it (in KFP: the '{artifact}' {kfp_type} artifact).",
+                        **click_args)

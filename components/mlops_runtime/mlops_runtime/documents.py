@@ -189,6 +189,8 @@ ENTRY_SCHEMA: dict[str, Check] = {
     "model": text(), "version": integer(1), "model_uri": text(), "model_sha256": text(pattern=SHA256),
     "metrics": obj(METRIC_FIELDS), "files": array(text()), "threshold": number(nullable=True),
     "registered_at": timestamp,
+    "training_data": obj({"uri": text(), "sha256": text(pattern=SHA256), "rows": integer(0)},
+                         required=("uri", "sha256", "rows"), nullable=True),
 }
 _FEATURE = obj({"name": text(), "kind": text(choices=("numeric", "categorical", "datetime"))}, required=("name",))
 CARD_SCHEMA: dict[str, Check] = {

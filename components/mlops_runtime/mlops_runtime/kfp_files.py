@@ -50,14 +50,18 @@ def parameter_text(value: Any) -> str:
 def executor_output(executor_input: str | None, *, metrics: dict[str, float] | None = None,
                     confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
                     roc_curve: list[dict[str, float]] | None = None,
-                    parameters: dict[str, Any] | None = None) -> tuple[str, bytes] | None:
-    """KFP's ExecutorOutput, (file, content), so the UI shows scalar metrics, a confusion matrix and a ROC curve.
+                    parameters: dict[str, Any] | None = None,
+                    metadata: dict[str, dict[str, Any]] | None = None) -> tuple[str, bytes] | None:
+    """KFP's ExecutorOutput, (file, content): every output artifact the executor input declares (kfp.local
+    knows a task's output artifacts only from this file), with its metadata, so the UI shows scalar metrics,
+    a confusion matrix, a ROC curve and the artifacts' properties.
 
     ``executor_input`` is the JSON KFP substitutes for ``{executorInput: null}``; output artifacts
     named ``metrics`` (system.Metrics) and ``classification_metrics`` (system.ClassificationMetrics)
     receive the metadata when the component declares them. ``roc_curve`` is a list of
     ``{"confidenceThreshold", "recall", "falsePositiveRate"}`` points, the ``confidenceMetrics`` that
-    kfp's ``ClassificationMetrics.log_roc_curve`` writes. Without an executor input (a standalone
+    kfp's ``ClassificationMetrics.log_roc_curve`` writes; ``metadata`` maps an artifact's name to more of
+    its metadata (e.g. a Dataset's row counts). Without an executor input (a standalone
     run) or an output file in it, None: nothing is written.
     """
     if not executor_input:
@@ -97,6 +101,10 @@ def executor_output(executor_input: str | None, *, metrics: dict[str, float] | N
             "confidenceThreshold", "recall", "falsePositiveRate")} for point in roc_curve]
     if classification:
         artifact("classification_metrics", classification)
+    for name, values in (metadata or {}).items():
+        artifact(name, values)
+    for name, runtime in declared.items():  # the ones without metadata: kfp.local must still see them
+        artifacts.setdefault(name, {"artifacts": [runtime]})
     document: dict[str, Any] = {"artifacts": artifacts}
     if parameters:
         document["parameterValues"] = parameters

@@ -94,13 +94,22 @@ class Publication:
     def executor_output(self, executor_input: str | None, *, metrics: dict[str, float] | None = None,
                         confusion_matrix: tuple[list[str], list[list[int]]] | None = None,
                         roc_curve: list[dict[str, float]] | None = None,
-                        parameters: dict[str, Any] | None = None) -> None:
-        """KFP's ExecutorOutput (UI metrics, confusion matrix, ROC curve), written at commit; see
-        :func:`executor_output`."""
+                        parameters: dict[str, Any] | None = None,
+                        metadata: dict[str, dict[str, Any]] | None = None) -> None:
+        """KFP's ExecutorOutput (the output artifacts, UI metrics, confusion matrix, ROC curve), written at
+        commit; see :func:`executor_output`."""
         found = executor_output(executor_input, metrics=metrics, confusion_matrix=confusion_matrix,
-                                roc_curve=roc_curve, parameters=parameters)
-        if found is not None:
-            self.file(found[0], found[1], label="--executor-input")
+                                roc_curve=roc_curve, parameters=parameters, metadata=metadata)
+        if found is None:
+            return
+        self.file(found[0], found[1], label="--executor-input")
+        # A local artifact the step writes nothing at (evaluate's classification_metrics, its metadata only) gets
+        # that metadata as its file: kfp.local's cache takes an artifact whose local URI is missing for a miss.
+        for entry in json.loads(found[1])["artifacts"].values():
+            artifact = entry["artifacts"][0]
+            uri = (artifact.get("uri") or "").rstrip("/")
+            if uri and "://" not in uri and uri != self.output_dir and not Path(uri).exists():
+                self._write(uri, json_bytes(artifact.get("metadata") or {}), label="--executor-input")
 
     def file(self, path: str, data: bytes, *, label: str) -> None:
         """A local file KFP collects (an outputPath), written at commit after the manifest."""

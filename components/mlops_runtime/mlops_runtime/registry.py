@@ -4,6 +4,7 @@
     <root>/<model>/<version>/model_card.json    its card (features, classes, parameters, sha256...)
     <root>/<model>/<version>/metrics.json       its evaluation metrics
     <root>/<model>/<version>/<extra files>      e.g. reference_profile.json, when the caller has one
+    <root>/<model>/<version>/training_data.parquet  snapshot of the labeled rows the version was built from
     <root>/<model>/<version>/entry.json         written last: the version is complete once it exists
     <root>/<model>/sha256/<sha256>.json         which version holds the model with that sha256
     <root>/<model>/production.json              the production pointer, replaced atomically
@@ -14,7 +15,9 @@ registry returns that version (reruns are idempotent); when two registrations of
 race, the first to create its sha256 index entry wins and the other removes its copy again.
 The production pointer is replaced with a conditional write against the ETag that was read
 (``If-Match``): a promotion decided on a stale view of production is refused, not silently
-overwritten. Every promotion increments the pointer's ``generation``, so no two pointers have the
+overwritten. The training-data snapshot (its entry's ``training_data``: uri, sha256, rows) is what the
+next retraining reads as history, so no retraining depends on a run's scratch objects under ``runs/``.
+Every promotion increments the pointer's ``generation``, so no two pointers have the
 same bytes (an S3 ETag is a content hash) and a lost update would show as a missing generation.
 """
 from __future__ import annotations
@@ -26,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import documents, storage
+import pandas as pd
+
+from . import documents, storage, tables
 from .errors import BadInputError, ComponentError, ModelError, StorageError
 from .log import get_logger
 from .models import CARD_FILE, MODEL_FILE
@@ -38,7 +43,8 @@ CLAIM_FILE = ".claim"
 POINTER_FILE = "production.json"
 SHA_INDEX_DIR = "sha256"
 MAX_CLAIM_TRIES = 50
-RESERVED_FILES = {MODEL_FILE, CARD_FILE, METRICS_FILE, ENTRY_FILE, CLAIM_FILE}
+TRAINING_DATA_FILE = "training_data.parquet"
+RESERVED_FILES = {MODEL_FILE, CARD_FILE, METRICS_FILE, ENTRY_FILE, CLAIM_FILE, TRAINING_DATA_FILE}
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -112,7 +118,8 @@ class ModelRegistry:
 
     @_labelled
     def register(self, *, model: bytes, card: bytes, metrics: bytes, entry: dict[str, Any],
-                 extra_files: dict[str, bytes] | None = None) -> tuple[int, bool]:
+                 extra_files: dict[str, bytes] | None = None,
+                 training_data: TrainingData | None = None) -> tuple[int, bool]:
         """Store a model version; returns (version, created). The entry file is written last."""
         extra_files = extra_files or {}
         clashing = sorted(set(extra_files) & RESERVED_FILES)
@@ -125,6 +132,11 @@ class ModelRegistry:
         version = self._claim_version()
         uri = self.version_uri(version)
         files = {MODEL_FILE: model, CARD_FILE: card, METRICS_FILE: metrics, **extra_files}
+        if training_data is not None:
+            files[TRAINING_DATA_FILE] = training_data.data
+            entry = {**entry, "training_data": {"uri": storage.join(uri, TRAINING_DATA_FILE),
+                                                "sha256": storage.sha256_hex(training_data.data),
+                                                "rows": training_data.rows, "sources": training_data.sources}}
         # The claim goes too when the registration fails: no number is left taken by a version that never was.
         written: list[str] = [storage.join(uri, CLAIM_FILE)]
         try:
@@ -187,6 +199,19 @@ class ModelRegistry:
         return storage.write_bytes(target, json_bytes(pointer), if_match=expected.etag)
 
     @_labelled
+    def training_data(self, version: int) -> tuple[str, str]:
+        """(uri, sha256) of the version's training-data snapshot; refused when it has none or points elsewhere."""
+        recorded = self.entry(version).get("training_data")
+        if recorded is None:
+            raise BadInputError(f"{self.version_uri(version)}: version {version} has no training-data snapshot "
+                                "(registered without --training-data-uri)")
+        expected = storage.join(self.version_uri(version), TRAINING_DATA_FILE)
+        if recorded["uri"] != expected:
+            raise ModelError(f"{self.version_uri(version)}: corrupted registry entry (training_data uri "
+                             f"{recorded['uri']!r}, not {expected!r})")
+        return recorded["uri"], recorded["sha256"]
+
+    @_labelled
     def resolve_model_uri(self, reference: str) -> str:
         """``production`` or a version number to the model URI in this registry."""
         if reference == "production":
@@ -197,6 +222,29 @@ class ModelRegistry:
         if reference.isdigit() and int(reference) in self.versions():
             return self.entry(int(reference))["model_uri"]
         raise BadInputError(f"{self.base}: no model version '{reference}'", label="--model-ref")
+
+
+@dataclass
+class TrainingData:
+    """A training-data snapshot to register: Parquet bytes, their row count and the tables they came from."""
+    data: bytes
+    rows: int
+    sources: list[dict[str, Any]]
+
+
+def snapshot(parts: list[tuple[pd.DataFrame, dict[str, Any]]], *, label: str) -> TrainingData:
+    """One table of ``parts`` (each a table and its lineage record), in order, with the first table's columns.
+
+    A later table must hold exactly the first one's columns (the comparison holdout of the same retraining).
+    """
+    first = parts[0][0]
+    for table, record in parts[1:]:
+        if set(table.columns) != set(first.columns):
+            raise BadInputError(f"{record['uri']}: its columns differ from the training table's, so the two "
+                                "cannot form one training-data snapshot", label=label)
+    rows = pd.concat([table[list(first.columns)] for table, _ in parts], ignore_index=True)
+    sources = [{"uri": record["uri"], "sha256": record["sha256"], "rows": len(table)} for table, record in parts]
+    return TrainingData(tables.table_bytes(rows), len(rows), sources)
 
 
 def _remove(uris: Any) -> None:

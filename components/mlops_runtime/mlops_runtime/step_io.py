@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 import pandas as pd
 
 from . import storage, tables
-from .errors import BadInputError
+from .errors import BadInputError, ComponentError
 from .lineage import input_record
+from .outputs import MANIFEST_FILE
 
 LINEAGE_KEY = "mlops.lineage"
 
@@ -22,6 +24,33 @@ def output_uri(output_dir: str, name: str, *, label: str = "--output-dir") -> st
     except BadInputError as error:
         raise error.about(label) from None
     return uri
+
+
+def resolve_in_folder(uri: str, file_name: str, *, label: str) -> str:
+    """The object an input option expects: ``<uri>/<file_name>`` when ``uri`` names a folder a step published
+    (it holds ``_manifest.json``: a KFP artifact such as split's ``splits``), otherwise ``uri`` itself."""
+    if not uri:
+        return uri
+    try:
+        location = storage.parse(uri)
+    except ComponentError as error:
+        raise error.about(label) from None
+    if isinstance(location, Path):
+        try:
+            if not location.is_dir():
+                return uri  # a file, or unreadable: reading it reports that
+            published = (location / MANIFEST_FILE).is_file()
+        except OSError:
+            return uri
+        if not published:
+            raise BadInputError(f"{uri}: a folder without {MANIFEST_FILE} (the step that writes it did not finish)",
+                                label=label)
+        return storage.join(uri, file_name)
+    try:
+        published = storage.exists(storage.join(uri, MANIFEST_FILE))
+    except ComponentError as error:
+        raise error.about(label) from None
+    return storage.join(uri, file_name) if published else uri
 
 
 def read_input_table(uri: str, *, label: str) -> tuple[pd.DataFrame, dict[str, Any]]:
