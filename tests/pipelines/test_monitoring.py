@@ -177,7 +177,8 @@ def test_a_degraded_champion_is_replaced_and_a_challenger_no_better_is_refused(b
 
     # A concept shift: the same flowers now carry the next class. The champion degrades; the challenger,
     # trained on the registered history plus the batch, is scored with it on the batch's newest rows.
-    concept = tables.read_table(f"{source}/batch.parquet")
+    # Shuffled: make_batch keeps the source's row order, and the holdout is the batch's last (newest) rows.
+    concept = tables.read_table(f"{source}/batch.parquet").sample(frac=1, random_state=0).reset_index(drop=True)
     concept["target"] = (concept["target"] + 1) % 3
     storage.write_bytes(f"{s3_prefix}/concept.parquet", tables.table_bytes(concept))
     assert step("make_batch", "--source-uri", f"{s3_prefix}/concept.parquet", "--n-rows", "600", "--random-state",
