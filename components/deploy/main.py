@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from mlops_runtime import comparison, documents, metrics, models, outputs, step_io, storage
-from mlops_runtime.cli import FloatRange, artifact_input_option, output_path_option, step
+from mlops_runtime.cli import FloatRange, artifact_input_option, executor_input_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError, StorageError, UsageError
 from mlops_runtime.log import get_logger
 from mlops_runtime.registry import ModelRegistry, Production, TrainingData, snapshot
@@ -167,9 +167,21 @@ def production_value(registry: ModelRegistry, production: Production, metric: st
     return float(value)
 
 
-def result(promoted: bool, registered_uri: str, reason: str) -> dict[str, Any]:
+def result(promoted: bool, registered_uri: str, reason: str, version: int | None = None) -> dict[str, Any]:
     return {"decision": APPROVED if promoted else REJECTED, "promoted": promoted,
-            "registered_uri": registered_uri, "reason": reason}
+            "registered_uri": registered_uri, "reason": reason, "version": version}
+
+
+def registered_model(outcome: dict[str, Any], candidate: Candidate, registry_uri: str, model_name: str,
+                     metric: str) -> dict[str, Any]:
+    """The metadata of the 'registered_model' artifact: which registry version it stands for (its URI stays in
+    the pipeline root: KFP's launcher refuses an output artifact URI outside the pipeline root's bucket)."""
+    if not outcome["promoted"]:
+        return {"promoted": False, "reason": outcome["reason"]}
+    return {"promoted": True, "registered_uri": outcome["registered_uri"], "registry_uri": registry_uri,
+            "model_name": model_name, "version": outcome["version"],
+            "model_sha256": candidate.sha256, "task": candidate.task, "metric": metric,
+            "value": float(candidate.metrics[metric]), "reason": outcome["reason"]}
 
 
 def fair_comparison(candidate: Candidate, registry: ModelRegistry, production: Production, gate: Gate) -> dict:
@@ -200,7 +212,7 @@ def deploy(candidate: Candidate, registry: ModelRegistry, gate: Gate) -> dict:
         current = production.pointer
         if current is not None and current["model_sha256"] == candidate.sha256:
             return result(True, registry.version_uri(int(current["version"])),
-                          f"{gate_text}; already in production (version {current['version']})")
+                          f"{gate_text}; already in production (version {current['version']})", int(current["version"]))
         reason, record = gate_text, None
         if gate.compare_to_production and current is not None and gate.comparison_uri:
             record = compared.setdefault(current["model_sha256"], fair_comparison(candidate, registry, production,
@@ -225,7 +237,7 @@ def deploy(candidate: Candidate, registry: ModelRegistry, gate: Gate) -> dict:
             log.info("%s version %d of %s", "registered" if created else "found", version, registry.base)
         if registry.promote(version, reason=reason, expected=production):
             log.info("promoted version %d: %s", version, reason)
-            return result(True, registry.version_uri(version), reason)
+            return result(True, registry.version_uri(version), reason, version)
         log.info("production changed while promoting (attempt %d of %d); deciding again", attempt,
                  MAX_PROMOTION_ATTEMPTS)
     raise StorageError(f"{registry.base}: production changed {MAX_PROMOTION_ATTEMPTS} times while promoting; "
@@ -312,12 +324,16 @@ def training_snapshot(uri: str, comparison: tuple[Any, dict | None]) -> Training
 @output_path_option("promoted", "Whether production now points at this model.", "Boolean")
 @output_path_option("registered_uri", "URI of the registry version now in production ('' when not promoted).")
 @output_path_option("reason", "Why the model was or was not promoted.")
+@executor_input_option({"registered_model": (
+    "Model", "The registry version now in production, for KFP's lineage: its metadata holds the version's URI "
+             "(registered_uri), the registry, model name, version, sha256 and gated metric (promoted: false when "
+             "not promoted).")})
 def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, metric: str, threshold: float | None,
         compare_to_production: bool, no_compare_to_production: bool, comparison_data_uri: str | None, alpha: float,
         min_improvement: float, n_bootstrap: int, random_state: int, onnx_dir: str, training_data_uri: str,
         decision_output_path: str | None,
         promoted_output_path: str | None, registered_uri_output_path: str | None,
-        reason_output_path: str | None) -> None:
+        reason_output_path: str | None, executor_input: str | None) -> None:
     if compare_to_production and no_compare_to_production:
         raise click.UsageError("--compare-to-production and --no-compare-to-production contradict each other")
     try:
@@ -340,10 +356,13 @@ def cli(model_uri: str, metrics_uri: str, registry_uri: str, model_name: str, me
         outcome = deploy(candidate, registry, gate)
     except ComponentError as error:
         raise error.about("--registry-uri") from None
+    version = outcome.pop("version")
     with outputs.publication() as out:  # the registry is this step's output; only KFP files are published here
         out.parameters({name: (path, outcome[name]) for name, path in (
             ("decision", decision_output_path), ("promoted", promoted_output_path),
             ("registered_uri", registered_uri_output_path), ("reason", reason_output_path))})
+        out.executor_output(executor_input, metadata={"registered_model": registered_model(
+            {**outcome, "version": version}, candidate, registry_uri, model_name, metric)})
     step_io.print_outputs(outcome)
 
 

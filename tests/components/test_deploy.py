@@ -404,3 +404,24 @@ def test_an_unknown_registry_scheme_is_refused(step, tmp_path, candidate):
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.stderr.splitlines() == ["error: --registry-uri: ftp://host/registry: unsupported URI scheme 'ftp' "
                                           "(use s3:// or a local path)"]
+
+
+def test_the_registry_version_is_a_typed_model_artifact_for_kfp(step, base, candidate, tmp_path):
+    registry = f"{base}/registry"
+
+    def reported(model: Candidate) -> dict:
+        output_file = tmp_path / "kfp" / f"{model.sha256}.json"
+        executor_input = {"outputs": {"outputFile": str(output_file), "artifacts": {"registered_model": {
+            "artifacts": [{"name": "registered_model", "type": {"schemaTitle": "system.Model"},
+                           "uri": str(tmp_path / "root" / model.sha256), "metadata": {}}]}}}}
+        assert deploy(step, model, registry, "--executor-input", json.dumps(executor_input)).exit_code == 0
+        [artifact] = json.loads(output_file.read_text())["artifacts"]["registered_model"]["artifacts"]
+        assert artifact["uri"] == str(tmp_path / "root" / model.sha256)  # KFP's location: in the pipeline root
+        return artifact["metadata"]
+
+    good = candidate("good", errors=5)
+    assert reported(good) == {
+        "promoted": True, "registered_uri": f"{registry}/classifier/1", "registry_uri": registry,
+        "model_name": "classifier", "version": 1, "model_sha256": good.sha256, "task": "classification",
+        "metric": "accuracy", "value": good.accuracy, "reason": "accuracy 0.967 > threshold 0.9"}
+    assert reported(candidate("poor", errors=20)) == {"promoted": False, "reason": "accuracy 0.867 ≤ threshold 0.9"}

@@ -168,19 +168,21 @@ def test_outputs_match_the_output_path_options(name):
     executor_input = [flag for flag, placeholder, _ in passed if "executorInput" in placeholder]
     output_uris = {placeholder["outputUri"]: flag for flag, placeholder, _ in passed if "outputUri" in placeholder}
     outputs = spec.get("outputs", [])
+    reported = {entry["name"] for entry in (options["--executor-input"].kfp.get("ui_outputs") or [])
+                } if "--executor-input" in options else set()  # artifacts only ExecutorOutput reports
     for entry in outputs:
         if entry["name"] in output_uris:  # the step's folder is this artifact
             assert output_uris[entry["name"]] == "--output-dir"
             assert options["--output-dir"].kfp == {"artifact_output": entry["name"], "type": entry["type"]}
             assert executor_input == ["--executor-input"], f"{name}: kfp.local sees artifacts only in ExecutorOutput"
-        elif entry.get("type") in UI_TYPES:
+        elif entry.get("type") in UI_TYPES or entry["name"] in reported:
             assert executor_input == ["--executor-input"] and "--executor-input" in options, entry["name"]
         else:
             flag = f"{dashed(entry['name'])}-output-path"
             assert output_paths.get(entry["name"]) == flag and flag in options, f"{name}: output {entry['name']}"
             assert not options[flag].required
     declared = {f"{dashed(entry['name'])}-output-path" for entry in outputs
-                if entry.get("type") not in UI_TYPES and entry["name"] not in output_uris}
+                if entry.get("type") not in UI_TYPES and entry["name"] not in {*output_uris, *reported}}
     assert {flag for flag in options if flag.endswith("-output-path")} == declared
 
 

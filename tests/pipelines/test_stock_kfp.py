@@ -36,6 +36,7 @@ def run_users_pipeline(specs_dir, pipeline_root, storage_root, registry_uri, s3_
         promoted: bool
         metrics: dsl.Metrics
         confusion: dsl.ClassificationMetrics
+        registered: dsl.Model  # the registry version deploy promoted (its URI and version in the metadata)
 
     @dsl.pipeline(name="my-training")
     def my_training(storage_root: str, registry_uri: str) -> Outputs:
@@ -49,7 +50,8 @@ def run_users_pipeline(specs_dir, pipeline_root, storage_root, registry_uri, s3_
         check_if_promoted(promoted=gate.outputs["promoted"], batch_uri=tables.outputs["test_uri"],
                           registry_uri=registry_uri, storage_root=storage_root)
         return Outputs(promoted=gate.outputs["promoted"], metrics=scores.outputs["metrics"],
-                       confusion=scores.outputs["classification_metrics"])
+                       confusion=scores.outputs["classification_metrics"],
+                       registered=gate.outputs["registered_model"])
 
     # The images run as uid 10001: the pipeline root must be writable by it.
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,11 @@ def test_a_users_pipeline_runs_on_stock_kfp_local(built_images, s3_prefix, tmp_p
     assert [[int(v) for v in row["row"]] for row in matrix["rows"]] == document["confusion_matrix"]["matrix"]
     production = storage.read_bytes(f"{registry}/classifier/production.json")
     assert b'"version": 1' in production
+    registered = run.outputs["registered"]  # deploy's typed registry-version artifact
+    assert registered.schema_title == "system.Model"
+    assert {key: registered.metadata[key] for key in ("promoted", "registered_uri", "model_name", "version")} == {
+        "promoted": True, "registered_uri": f"{registry}/classifier/1", "model_name": "classifier", "version": 1}
+    assert registered.metadata["value"] == document["accuracy"] and registered.metadata["metric"] == "accuracy"
     # the conditional branch ran: check_performance appended one record to the model's history
     assert len(storage.list_uris(f"{registry}/classifier/performance/")) == 1
     runs = {uri.split("/")[-2] for uri in storage.list_uris(f"{s3_prefix}/runs/") if uri.endswith("_manifest.json")}
