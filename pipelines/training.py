@@ -71,6 +71,7 @@ def _outputs_class() -> type:
         promoted: bool
         registered_uri: str
         reason: str
+        registered_model: dsl.Model
 
     return TrainingOutputs
 
@@ -128,7 +129,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
             model_uri=train.outputs["model_uri"], metrics_uri=evaluate.outputs["metrics_uri"],
             accuracy=evaluate.outputs["accuracy"], score=evaluate.outputs["score"], decision=deploy.outputs["decision"],
             promoted=deploy.outputs["promoted"], registered_uri=deploy.outputs["registered_uri"],
-            reason=deploy.outputs["reason"])
+            reason=deploy.outputs["reason"], registered_model=deploy.outputs["registered_model"])
 
     return training
 

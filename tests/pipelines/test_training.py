@@ -57,7 +57,7 @@ def test_compiled_pipeline_chains_the_five_steps_by_typed_artifacts_with_retries
     assert training.CACHING == {"load_data": True, "split": True, "train": True, "evaluate": True, "deploy": False}
     types = {name: output["artifactType"]["schemaTitle"]
              for name, output in spec["root"]["outputDefinitions"]["artifacts"].items()}
-    assert types == {"model": "system.Model", "metrics": "system.Metrics"}
+    assert types == {"model": "system.Model", "metrics": "system.Metrics", "registered_model": "system.Model"}
     assert set(spec["root"]["outputDefinitions"]["parameters"]) | set(types) == set(
         training._outputs_class()._fields)
 
