@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from mlops_runtime import documents, journal, metrics, models, outputs, resampling, step_io, storage
-from mlops_runtime.cli import FloatRange, KfpOption, executor_input_option, output_path_option, step
+from mlops_runtime.cli import FloatRange, executor_input_option, html_output_option, output_path_option, step
 from mlops_runtime.errors import BadInputError, ComponentError, UsageError
 from mlops_runtime.history_chart import history_svg
 from mlops_runtime.lineage import input_record, lineage
@@ -233,9 +233,7 @@ def verdict(value: float, low: float, high: float, baseline: float, tolerance: f
                                          "the reference for drift detection and retraining.")
 @output_path_option("reference_profile_uri", "The checked model's drift reference profile, stored beside it "
                                              "('' if it has none): the reference for drift detection.")
-@click.option("--report-output-path", type=click.Path(dir_okay=False), default=None, cls=KfpOption,
-              kfp={"output": "report", "type": "HTML", "description": "The HTML report, for the KFP UI."},
-              help="File to write a copy of the HTML report to (KFP outputPath of the HTML artifact 'report').")
+@html_output_option("The HTML report, for the KFP UI.")
 def cli(batch_uri: str, registry_uri: str | None, model_name: str, model_ref: str, model_uri: str | None,
         baseline_metrics_uri: str | None, history_uri: str | None, metric: str, tolerance: float, n_bootstrap: int,
         confidence: float, random_state: int, output_dir: str, executor_input: str | None,

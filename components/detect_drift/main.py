@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from mlops_runtime import drift, journal, model_monitoring, models, outputs, prediction_log, step_io, storage
-from mlops_runtime.cli import FloatRange, executor_input_option, output_dir_option, output_path_option, step
+from mlops_runtime.cli import (
+    FloatRange,
+    executor_input_option,
+    html_output_option,
+    output_dir_option,
+    output_path_option,
+    step,
+)
 from mlops_runtime.columnar import open_columns
 from mlops_runtime.data_quality import DEFAULT_SHARE_THRESHOLD as QUALITY_SHARE
 from mlops_runtime.drift_report import render_html, report_bytes
@@ -91,6 +98,7 @@ def names(text: str) -> list[str]:
                     "Boolean")
 @output_path_option("data_quality_ok", "false when the batch breaks the model's signature (true without a model).",
                     "Boolean")
+@html_output_option("drift_report.html, for the KFP UI.")
 def cli(reference_uri: str | None, reference_profile_uri: str | None, current_uri: str, output_dir: str,
         target_column: str, critical_features: str, categorical_features: str, psi_threshold: float,
         wasserstein_threshold: float, js_threshold: float, unseen_threshold: float, missing_rate_threshold: float,
@@ -99,7 +107,8 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
         executor_input: str | None,
         drift_detected_output_path: str | None, drift_share_output_path: str | None,
         report_uri_output_path: str | None, html_report_uri_output_path: str | None,
-        prediction_drift_detected_output_path: str | None, data_quality_ok_output_path: str | None) -> None:
+        prediction_drift_detected_output_path: str | None, data_quality_ok_output_path: str | None,
+        report_output_path: str | None) -> None:
     # A pipeline passes both (the production model's profile, its training table as the fallback).
     reference_profile_uri = reference_profile_uri or None
     reference_uri = None if reference_profile_uri else (reference_uri or None)
@@ -159,6 +168,8 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
     with outputs.publication(output_dir, lineage=report["lineage"]) as out:
         out.put(report_uri, report_bytes(report), label="--output-dir")
         out.put(html_uri, page, label="--output-dir")
+        if report_output_path:
+            out.file(report_output_path, page, label="--report-output-path")
         if registry_uri:
             checked_at = dt.datetime.now(dt.UTC)
             summary = {"checked_at": checked_at.isoformat(), "drift_detected": dataset["drift_detected"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from mlops_runtime import history, outputs, step_io, storage
-from mlops_runtime.cli import output_path_option, step
+from mlops_runtime.cli import html_output_option, output_path_option, step
 from mlops_runtime.errors import BadInputError
 from mlops_runtime.lineage import lineage
 from mlops_runtime.log import get_logger
@@ -24,8 +24,9 @@ log = get_logger("history_report")
               help="Newest records read from each journal.")
 @click.option("--output-dir", required=True, help="URI prefix (s3://... or a local folder) for this step's objects.")
 @output_path_option("html_report_uri", "URI of history_report.html.")
+@html_output_option("history_report.html, for the KFP UI.")
 def cli(registry_uri: str, model_name: str, alerts_uri: str, limit: int, output_dir: str,
-        html_report_uri_output_path: str | None) -> None:
+        html_report_uri_output_path: str | None, report_output_path: str | None) -> None:
     html_uri = step_io.output_uri(output_dir, HTML_FILE)
     json_uri = step_io.output_uri(output_dir, JSON_FILE)
     for label, uri in (("--registry-uri", registry_uri), ("--alerts-uri", alerts_uri)):
@@ -42,6 +43,8 @@ def cli(registry_uri: str, model_name: str, alerts_uri: str, limit: int, output_
         out.put(html_uri, page, label="--output-dir")
         out.put_json(json_uri, {**collected, "lineage": record}, label="--output-dir")
         out.parameters({"html_report_uri": (html_report_uri_output_path, html_uri)})
+        if report_output_path:
+            out.file(report_output_path, page, label="--report-output-path")
     log.info("history of %s: %d drift checks, %d estimates, %d labeled checks, %d alerts", model_name,
              len(collected["drift"]), len(collected["estimates"]), len(collected["performance"]),
              len(collected["alerts"]))

@@ -34,7 +34,7 @@ def tables_on_s3(s3_prefix):
 
 def kfp_paths(tmp_path: Path) -> tuple[list[str], dict[str, Path]]:
     paths = {name: tmp_path / "kfp" / name for name in ("drift_detected", "drift_share", "report_uri",
-                                                         "html_report_uri")}
+                                                         "html_report_uri", "report")}
     args = [arg for name, path in paths.items() for arg in (f"--{name.replace('_', '-')}-output-path", str(path))]
     return args, paths
 
@@ -74,7 +74,8 @@ def test_reports_drift_with_a_raw_reference(step, tables_on_s3, tmp_path):
                                                       "prediction_drift_detected": False, "data_quality_ok": True},
                                                      sort_keys=True)]
     assert {name: path.read_text() for name, path in paths.items()} == {
-        "drift_detected": "true", "drift_share": "0.5", "report_uri": report_uri, "html_report_uri": html_uri}
+        "drift_detected": "true", "drift_share": "0.5", "report_uri": report_uri, "html_report_uri": html_uri,
+        "report": storage.read_bytes(html_uri).decode()}  # the HTML artifact the KFP UI renders: the page itself
     assert report_without_model_parts(report_uri)
 
     report = json.loads(storage.read_bytes(report_uri))

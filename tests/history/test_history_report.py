@@ -64,13 +64,14 @@ def test_history_of_three_batches(step, s3_prefix, tmp_path):
         server.shutdown()
         server.server_close()
     result = step("history_report", "--registry-uri", registry, "--model-name", "m",
-                  "--output-dir", f"{s3_prefix}/history")
+                  "--output-dir", f"{s3_prefix}/history", "--report-output-path", str(tmp_path / "kfp" / "report"))
     assert result.exit_code == 0, result.stderr
     collected = json.loads(storage.read_bytes(f"{s3_prefix}/history/history.json"))
     assert [r["drift_detected"] for r in collected["drift"]] == [False, False, True]
     assert len(collected["estimates"]) == 3 and [a["status"] for a in collected["alerts"]] == ["sent"]
     page = storage.read_bytes(f"{s3_prefix}/history/history_report.html").decode()
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg ") == 2
+    assert (tmp_path / "kfp" / "report").read_text() == page  # the HTML artifact the KFP UI renders
     assert "<script" not in page and "src=" not in page and "href=" not in page
     assert page.count("<polyline") == 2 and "stroke-dasharray" in page  # drift and estimate lines, an alert mark
     assert "3 drift checks, 3 estimates" in page and "batch 2" in page

@@ -139,6 +139,16 @@ def output_path_option(name: str, help: str, kfp_type: str = "String") -> Callab
                         help=f"File to write the '{name}' output parameter to (KFP outputPath). {help}")
 
 
+def html_output_option(help: str, name: str = "report") -> Callable[[Callable[..., Any]], Any]:
+    """``--<name>-output-path``: the file KFP uploads as the HTML artifact ``name`` (a copy of the step's report),
+    which the KFP UI renders."""
+    return click.option(outputs.parameter_option(name), f"{name}_output_path", type=click.Path(dir_okay=False),
+                        default=None, callback=_check_output_path, cls=KfpOption,
+                        kfp={"output": name, "type": "HTML", "description": help},
+                        help=f"File to write a copy of the HTML report to (KFP outputPath of the HTML artifact "
+                             f"'{name}'). {help}")
+
+
 def _check_executor_input(_ctx: click.Context, _param: click.Parameter, text: str | None) -> str | None:
     """Refuse a malformed executor input up front, before any work (it is only read at the very end)."""
     if not text:
