@@ -20,7 +20,9 @@ import click
 from pipelines.common import CLUSTER, LOCAL, TaskPolicy, compile_pipeline, load_components, submit
 
 # run-local's pipeline root when caching (the cache lives in it, so it must outlive a run).
-DEFAULT_LOCAL_ROOT = Path.home() / ".cache" / "mlops-components" / "kfp-local"
+# Not under the home folder: the containers mount the root at the same path, and uid 10001 cannot pass through
+# the images' own 0700 /root when root runs the pipeline.
+DEFAULT_LOCAL_ROOT = Path("/var/tmp/mlops-components-kfp-local")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 

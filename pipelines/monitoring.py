@@ -130,7 +130,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                      reference_uri=reference, current_uri=batch, target_column=target_column,
                      drift_share_threshold=drift_share_threshold, critical_features=critical_features)
         decision = task("decide_retrain", drift_detected=drift.outputs["drift_detected"],
-                        degraded=performance.outputs["degraded"], batch_uri=batch, reference_uri=reference,
+                        degraded=performance.outputs["degraded"], batch_uri=batch,  # reference: the registry's
                         registry_uri=registry_uri, model_name=model_name, target_column=target_column,
                         drift_report_uri=drift.outputs["html_report_uri"],
                         performance_report_uri=performance.outputs["report_uri"],

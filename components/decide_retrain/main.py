@@ -37,11 +37,15 @@ def reason_for(drift_detected: bool, degraded: bool) -> str:
 
 
 def production_training_data(registry: ModelRegistry) -> str:
-    """The training table recorded in the production model's card (the default reference data)."""
+    """The default reference data: the production version's training-data snapshot in the registry, else the
+    training table its card records (which may have lived in a pipeline run's root, gone since)."""
     pointer = registry.production().pointer
     if pointer is None:
         raise BadInputError(f"{registry.base}: no production model, so no reference data; pass --reference-uri",
                             label="--reference-uri")
+    version = int(pointer["version"])
+    if registry.entry(version).get("training_data") is not None:
+        return registry.training_data(version)[0]
     card = models.read_card(pointer["model_uri"], label="--registry-uri")
     uri = (card.get("training_data") or {}).get("uri")
     if not isinstance(uri, str) or not uri:
@@ -106,8 +110,8 @@ def check_same_kind(reference: pd.Series, batch: pd.Series, *, target: bool, ref
 @click.option("--degraded", type=click.BOOL, required=True, help="check_performance's verdict (true/false).")
 @click.option("--batch-uri", required=True, help="The labeled production batch that was checked.")
 @click.option("--reference-uri", default=None,
-              help="Reference table to retrain on together with the batch [default: the production model's "
-                   "training data, from its card].")
+              help="Reference table to retrain on together with the batch [default: the production version's "
+                   "training-data snapshot in the registry, else the training data its card records].")
 @click.option("--registry-uri", required=True, help="Model registry root (s3://... or a local folder).")
 @click.option("--model-name", default="classifier", show_default=True, help="Name of the model in the registry.")
 @click.option("--target-column", default="target", show_default=True, help="Label column of both tables.")

@@ -13,7 +13,7 @@ from step_checks import assert_refused
 
 from mlops_runtime import outputs, step_io, storage
 from mlops_runtime.errors import ExitCode
-from mlops_runtime.registry import ModelRegistry
+from mlops_runtime.registry import ModelRegistry, TrainingData, snapshot
 
 MODEL = "iris"
 
@@ -36,15 +36,16 @@ def read(uri: str) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(storage.read_bytes(uri))).to_pandas()
 
 
-def production(base: str, train_uri: str) -> None:
-    """A production model in the registry whose card names ``train_uri`` as its training data."""
+def production(base: str, train_uri: str, snapshot: TrainingData | None = None) -> None:
+    """A production model in the registry whose card names ``train_uri`` as its training data (and, with
+    ``snapshot``, the registry's training-data snapshot of the version)."""
     model = fit_forest(iris())
     card = write_model(model, f"{base}/candidate/model.skops", train_uri=train_uri, train=iris())
     registry = ModelRegistry(f"{base}/registry", MODEL)
     version, _ = registry.register(model=storage.read_bytes(f"{base}/candidate/model.skops"),
                                    card=storage.read_bytes(f"{base}/candidate/model_card.json"),
                                    metrics=outputs.json_bytes({"accuracy": 0.95, "model_sha256": card["model_sha256"]}),
-                                   entry={"metrics": {"accuracy": 0.95}})
+                                   entry={"metrics": {"accuracy": 0.95}}, training_data=snapshot)
     assert registry.promote(version, reason="test", expected=registry.production())
 
 
@@ -148,3 +149,15 @@ def test_refusals(step, base, tables):
             ExitCode.USAGE, "--drift-detected")
     refused(step, base, [*verdict, "--batch-uri", batch_uri, "--registry-uri", f"{base}/registry", "--model-name",
                          "a/b"], ExitCode.BAD_INPUT, "--model-name")
+
+
+def test_the_default_reference_is_the_registry_snapshot_when_the_version_has_one(step, base, tables):
+    _reference, batch_uri = tables
+    rows = iris().head(60)
+    production(f"{base}", f"{base}/gone/train.parquet",  # the card's table is gone (a removed pipeline root)
+               snapshot([(rows, {"uri": f"{base}/gone/train.parquet", "sha256": "0" * 64})], label="--test"))
+    result = decide(step, base, "true", "false", batch_uri, f"{base}/out")
+    assert result.exit_code == 0, result.stderr
+    [record] = decisions(base)
+    assert record["reference_uri"] == f"{base}/registry/{MODEL}/1/training_data.parquet"
+    assert "retraining on 60 reference rows" in record["reason"]
