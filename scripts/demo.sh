@@ -5,6 +5,7 @@
 #   3. monitor: the monitoring pipeline on each; the drifted one triggers retraining, the clean one not
 #   4. serve: the serve image answers Open Inference Protocol v2 requests for the production model, logs
 #      them to S3; join_labels turns the logged traffic into a batch and detect_drift checks it
+#   5. retrain: labels of a changed concept arrive; the degraded champion is replaced by a better challenger
 # Usage: scripts/demo.sh SPECS_DIR   (the folder written by build.py --push --pin-dir)
 set -euo pipefail
 SPECS=${1:?usage: scripts/demo.sh SPECS_DIR}
@@ -84,6 +85,18 @@ docker run --rm --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_S
   -e AWS_DEFAULT_REGION "$(step_image detect_drift)" --reference-profile-uri "$PRODUCTION/reference_profile.json" \
   --model-uri "$PRODUCTION/model.skops" --current-uri "$PREFIX/served/batch.parquet" \
   --output-dir "$PREFIX/served-drift"
+
+banner "5. labels arrive for a changed concept (each wine now carries the next class): the champion degrades; \
+a challenger retrained on the newest batch is scored with it on a holdout neither trained on, and replaces it"
+"$PY" - "$PREFIX/batches/0001-clean/batch.parquet" "$PREFIX/batches/0003-concept/batch.parquet" <<'PY'
+import sys
+from mlops_runtime import storage, tables
+batch = tables.read_table(sys.argv[1]).sample(frac=1, random_state=0).reset_index(drop=True)
+batch["target"] = (batch["target"] + 1) % 3  # the same features, the next label
+storage.write_bytes(sys.argv[2], tables.table_bytes(batch))
+PY
+"$PY" pipelines/monitoring.py run-local --specs-dir "$SPECS" --batch-uri "$PREFIX/batches/0003-concept/batch.parquet" \
+  --storage-root "$PREFIX/runs" --registry-uri "$REGISTRY" --window batches:1 --min-improvement 0.1
 
 banner "registry $REGISTRY"
 "$PY" - "$REGISTRY" <<'PY'
