@@ -73,6 +73,31 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         settings = "notify" if name == "notify_on_exit" else name
         return configure_task(component(**inputs), RESOURCES[settings], caching=CACHING[settings], policy=policy)
 
+    # The loop is over this sub-pipeline's input, not over claim_batches' output: stock kfp.local (2.17) finds
+    # a ParallelFor's items among task outputs only when the output is named "Output" (as for dsl.If).
+    @dsl.pipeline(name="check-batches")
+    def check_batches(batch_uris: list, model_uri: str, reference_profile_uri: str, calibration_uri: str,
+                      storage_root: str, registry_uri: str, model_name: str, target_column: str,
+                      drift_share_threshold: float, weight_by_importance: bool, max_drop: float, webhook_url: str,
+                      webhook_format: str, dedup_window_seconds: float) -> None:
+        alerting = {"webhook_url": webhook_url, "webhook_format": webhook_format, "state_uri": registry_uri,
+                    "dedup_window_seconds": dedup_window_seconds}
+        with dsl.ParallelFor(batch_uris, name="each-batch") as batch:
+            labels = f"model={model_name},pipeline=production,batch={batch}"
+            drift = task("detect_drift", reference_profile_uri=reference_profile_uri, current_uri=batch,
+                         model_uri=model_uri, target_column=target_column,
+                         drift_share_threshold=drift_share_threshold, weight_by_importance=weight_by_importance,
+                         registry_uri=registry_uri, model_name=model_name)
+            task("notify", event="drift", active=drift.outputs["drift_detected"], labels=labels,
+                 summary=f"drift in batch {batch}", report_uri=drift.outputs["html_report_uri"], **alerting)
+            estimate = task("estimate_performance", model_uri=model_uri, reference_uri=calibration_uri,
+                            current_uri=batch, max_drop=max_drop, registry_uri=registry_uri, model_name=model_name,
+                            output_dir=f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dsl.PIPELINE_TASK_ID_PLACEHOLDER}"
+                                       "/estimate_performance")
+            task("notify", event="estimated_degradation", active=estimate.outputs["estimated_degraded"],
+                 labels=labels, summary=f"estimated degradation in batch {batch}",
+                 report_uri=estimate.outputs["estimate_uri"], **alerting)
+
     @dsl.pipeline(name=PIPELINE_NAME, description="Check every new unlabeled batch once against the production "
                                                   "model (feature and prediction drift, data quality, estimated "
                                                   "performance) and alert on drift, estimated degradation and "
@@ -100,25 +125,16 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         with dsl.ExitHandler(failure, name="alert-on-failure"):
             claim = task("claim_batches", batches_uri=batches_uri, file_name=file_name, registry_uri=registry_uri,
                          model_name=model_name, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, max_batches=max_batches)
-            with dsl.ParallelFor(claim.outputs["batch_uris"], name="each-batch") as batch:
-                labels = f"model={model_name},pipeline=production,batch={batch}"
-                drift = task("detect_drift", reference_profile_uri=claim.outputs["reference_profile_uri"],
-                             current_uri=batch, model_uri=claim.outputs["model_uri"], target_column=target_column,
-                             drift_share_threshold=drift_share_threshold,
-                             weight_by_importance=weight_by_importance, registry_uri=registry_uri,
-                             model_name=model_name)
-                task("notify", event="drift", active=drift.outputs["drift_detected"], labels=labels,
-                     summary=f"drift in batch {batch}", report_uri=drift.outputs["html_report_uri"], **alerting)
-                estimate = task("estimate_performance", model_uri=claim.outputs["model_uri"],
-                                reference_uri=claim.outputs["calibration_uri"], current_uri=batch,
-                                max_drop=max_drop, registry_uri=registry_uri, model_name=model_name,
-                                output_dir=f"{run_root}/{dsl.PIPELINE_TASK_ID_PLACEHOLDER}/estimate_performance")
-                task("notify", event="estimated_degradation", active=estimate.outputs["estimated_degraded"],
-                     labels=labels, summary=f"estimated degradation in batch {batch}",
-                     report_uri=estimate.outputs["estimate_uri"], **alerting)
+            checks = check_batches(
+                batch_uris=claim.outputs["batch_uris"], model_uri=claim.outputs["model_uri"],
+                reference_profile_uri=claim.outputs["reference_profile_uri"],
+                calibration_uri=claim.outputs["calibration_uri"], storage_root=storage_root, registry_uri=registry_uri,
+                model_name=model_name, target_column=target_column, drift_share_threshold=drift_share_threshold,
+                weight_by_importance=weight_by_importance, max_drop=max_drop, webhook_url=webhook_url,
+                webhook_format=webhook_format, dedup_window_seconds=dedup_window_seconds).set_caching_options(False)
             done = task("complete_batches", registry_uri=registry_uri, model_name=model_name,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, batch_uris=claim.outputs["batch_uris"])
-            done.after(drift, estimate)
+            done.after(checks)
             history = task("history_report", registry_uri=registry_uri, model_name=model_name,
                            output_dir=f"{run_root}/history_report")
             history.after(done)

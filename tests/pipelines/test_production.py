@@ -33,21 +33,24 @@ def test_compiled_pipeline_checks_each_claimed_batch_inside_an_exit_handler(tmp_
     assert exit_task["inputs"]["parameters"]["pipeline_status"] == {"taskFinalStatus": {"producerTask": body}}
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     tasks = spec["components"][f"comp-{body}"]["dag"]["tasks"]
-    [loop] = [name for name in tasks if name.startswith("for-loop")]
-    assert tasks[loop]["parameterIterator"]["items"]["inputParameter"].endswith("claim-batches-batch_uris")
-    assert sorted(tasks["complete-batches"]["dependentTasks"]) == ["claim-batches", loop]
+    assert tasks["check-batches"]["inputs"]["parameters"]["batch_uris"]["taskOutputParameter"] == {
+        "producerTask": "claim-batches", "outputParameterKey": "batch_uris"}
+    assert sorted(tasks["complete-batches"]["dependentTasks"]) == ["check-batches", "claim-batches"]
     assert tasks["history-report"]["dependentTasks"] == ["complete-batches"]
     run_id = tasks["claim-batches"]["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
     assert run_id == "{{$.pipeline_job_uuid}}"
+    checks = spec["components"]["comp-check-batches"]["dag"]["tasks"]
+    [loop] = checks
+    assert checks[loop]["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--batch_uris"
     each = spec["components"][f"comp-{loop}"]["dag"]["tasks"]
     drift = each["detect-drift"]["inputs"]["parameters"]
     for name in ("model_uri", "reference_profile_uri"):
-        assert drift[name]["componentInputParameter"].endswith(f"claim-batches-{name}")
+        assert drift[name]["componentInputParameter"] == f"pipelinechannel--{name}"
     [drift_alert] = [t for t in each.values() if t.get("dependentTasks") == ["detect-drift"]]
     assert drift_alert["inputs"]["parameters"]["active"]["taskOutputParameter"] == {
         "producerTask": "detect-drift", "outputParameterKey": "drift_detected"}
     estimate = each["estimate-performance"]["inputs"]["parameters"]
-    assert estimate["reference_uri"]["componentInputParameter"].endswith("claim-batches-calibration_uri")
+    assert estimate["reference_uri"]["componentInputParameter"] == "pipelinechannel--calibration_uri"
     for task in [*tasks.values(), *each.values()]:
         if "cachingOptions" in task:
             assert task["cachingOptions"].get("enableCache", False) is False
