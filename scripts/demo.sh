@@ -5,6 +5,7 @@
 #   3. monitor: the monitoring pipeline on each; the drifted one triggers retraining, the clean one not
 #   4. serve: the serve image answers Open Inference Protocol v2 requests for the production model, logs
 #      them to S3; join_labels turns the logged traffic into a batch and detect_drift checks it
+#   5. production: the unlabeled pipeline claims two new unlabeled batches, checks and alerts on the drifted one
 # Usage: scripts/demo.sh SPECS_DIR   (the folder written by build.py --push --pin-dir)
 set -euo pipefail
 SPECS=${1:?usage: scripts/demo.sh SPECS_DIR}
@@ -84,6 +85,20 @@ docker run --rm --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_S
   -e AWS_DEFAULT_REGION "$(step_image detect_drift)" --reference-profile-uri "$PRODUCTION/reference_profile.json" \
   --model-uri "$PRODUCTION/model.skops" --current-uri "$PREFIX/served/batch.parquet" \
   --output-dir "$PREFIX/served-drift"
+
+banner "5. production pipeline over unlabeled batches (every batch once; alerts recorded under the registry)"
+make_batch --random-state 21 --with-labels false --output-dir "$PREFIX/unlabeled/2026-01-01T00"
+make_batch --random-state 22 --with-labels false --shift "alcohol:mean=+1.5; hue:mean=-1; proline:mean=-1; \
+color_intensity:scale=2" --output-dir "$PREFIX/unlabeled/2026-01-01T01"
+"$PY" pipelines/production.py run-local --specs-dir "$SPECS" --no-cache --batches-uri "$PREFIX/unlabeled" \
+  --storage-root "$PREFIX/runs" --registry-uri "$REGISTRY"
+"$PY" - "$REGISTRY" <<'PY'
+import json, sys
+from mlops_runtime import storage
+for uri in storage.list_uris(f"{sys.argv[1]}/classifier/drift"):
+    record = json.loads(storage.read_bytes(uri))
+    print({k: record.get(k) for k in ("current_uri", "drift_detected", "drift_share", "data_quality_ok")})
+PY
 
 banner "registry $REGISTRY"
 "$PY" - "$REGISTRY" <<'PY'
