@@ -78,7 +78,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
     @dsl.pipeline(name="check-batches")
     def check_batches(batch_uris: list, model_uri: str, reference_profile_uri: str, calibration_uri: str,
                       storage_root: str, registry_uri: str, model_name: str, target_column: str,
-                      drift_share_threshold: float, weight_by_importance: bool, max_drop: float, webhook_url: str,
+                      drift_share_threshold: float, weight_by_importance: bool, estimate: bool, max_drop: float,
+                      webhook_url: str,
                       webhook_format: str, dedup_window_seconds: float) -> None:
         alerting = {"webhook_url": webhook_url, "webhook_format": webhook_format, "state_uri": registry_uri,
                     "dedup_window_seconds": dedup_window_seconds}
@@ -90,13 +91,14 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                          registry_uri=registry_uri, model_name=model_name)
             task("notify", event="drift", active=drift.outputs["drift_detected"], labels=labels,
                  summary=f"drift in batch {batch}", report_uri=drift.outputs["html_report_uri"], **alerting)
-            estimate = task("estimate_performance", model_uri=model_uri, reference_uri=calibration_uri,
-                            current_uri=batch, max_drop=max_drop, registry_uri=registry_uri, model_name=model_name,
-                            output_dir=f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dsl.PIPELINE_TASK_ID_PLACEHOLDER}"
-                                       "/estimate_performance")
-            task("notify", event="estimated_degradation", active=estimate.outputs["estimated_degraded"],
-                 labels=labels, summary=f"estimated degradation in batch {batch}",
-                 report_uri=estimate.outputs["estimate_uri"], **alerting)
+            with dsl.If(estimate == True, name="classifier"):  # noqa: E712 (a KFP condition; on an input, see above)
+                estimated = task("estimate_performance", model_uri=model_uri, reference_uri=calibration_uri,
+                                 current_uri=batch, max_drop=max_drop, registry_uri=registry_uri,
+                                 model_name=model_name, output_dir=f"{storage_root}/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/"
+                                                                   f"{dsl.PIPELINE_TASK_ID_PLACEHOLDER}/estimate_performance")
+                task("notify", event="estimated_degradation", active=estimated.outputs["estimated_degraded"],
+                     labels=labels, summary=f"estimated degradation in batch {batch}",
+                     report_uri=estimated.outputs["estimate_uri"], **alerting)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Check every new unlabeled batch once against the production "
                                                   "model (feature and prediction drift, data quality, estimated "
@@ -112,6 +114,7 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
         max_batches: int = 10,
         drift_share_threshold: float = 0.5,
         weight_by_importance: bool = False,
+        estimate_performance: bool = True,
         max_drop: float = 0.05,
         webhook_url: str = "",
         webhook_format: str = "slack",
@@ -130,8 +133,9 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                 reference_profile_uri=claim.outputs["reference_profile_uri"],
                 calibration_uri=claim.outputs["calibration_uri"], storage_root=storage_root, registry_uri=registry_uri,
                 model_name=model_name, target_column=target_column, drift_share_threshold=drift_share_threshold,
-                weight_by_importance=weight_by_importance, max_drop=max_drop, webhook_url=webhook_url,
-                webhook_format=webhook_format, dedup_window_seconds=dedup_window_seconds).set_caching_options(False)
+                weight_by_importance=weight_by_importance, estimate=estimate_performance, max_drop=max_drop,
+                webhook_url=webhook_url, webhook_format=webhook_format,
+                dedup_window_seconds=dedup_window_seconds).set_caching_options(False)
             done = task("complete_batches", registry_uri=registry_uri, model_name=model_name,
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, batch_uris=claim.outputs["batch_uris"])
             done.after(checks)
@@ -161,6 +165,8 @@ PARAMETER_OPTIONS = [
                  help="Share of drifted features at which a batch counts as drifted."),
     click.option("--weight-by-importance", type=click.BOOL, default=False, show_default=True,
                  help="Weight the drift share by the model's permutation importances."),
+    click.option("--estimate-performance", type=click.BOOL, default=True, show_default=True,
+                 help="Estimate the accuracy without labels (CBPE; classifiers only: false for a regressor)."),
     click.option("--max-drop", type=click.FloatRange(0, 1), default=0.05, show_default=True,
                  help="Tolerated drop of the estimated accuracy below the one realised on the calibration table."),
     click.option("--webhook-url", default="", help="Slack-compatible or Alertmanager webhook (empty: alerts are "

@@ -49,9 +49,17 @@ def test_compiled_pipeline_checks_each_claimed_batch_inside_an_exit_handler(tmp_
     [drift_alert] = [t for t in each.values() if t.get("dependentTasks") == ["detect-drift"]]
     assert drift_alert["inputs"]["parameters"]["active"]["taskOutputParameter"] == {
         "producerTask": "detect-drift", "outputParameterKey": "drift_detected"}
-    estimate = each["estimate-performance"]["inputs"]["parameters"]
+    # CBPE (classifiers only) under a condition on the sub-pipeline's input, which kfp.local resolves.
+    [condition] = [name for name in each if name.startswith("condition")]
+    expected = "inputs.parameter_values['pipelinechannel--estimate'] == true"
+    assert each[condition]["triggerPolicy"]["condition"] == expected
+    estimated = spec["components"][f"comp-{condition}"]["dag"]["tasks"]
+    estimate = estimated["estimate-performance"]["inputs"]["parameters"]
     assert estimate["reference_uri"]["componentInputParameter"] == "pipelinechannel--calibration_uri"
-    for task in [*tasks.values(), *each.values()]:
+    [degradation_alert] = [t for t in estimated.values() if t.get("dependentTasks") == ["estimate-performance"]]
+    assert degradation_alert["inputs"]["parameters"]["active"]["taskOutputParameter"]["outputParameterKey"] == \
+        "estimated_degraded"
+    for task in [*tasks.values(), *each.values(), *estimated.values()]:
         if "cachingOptions" in task:
             assert task["cachingOptions"].get("enableCache", False) is False
 
@@ -148,6 +156,9 @@ def test_scheduled_runs_check_every_unlabeled_batch_once_and_alert_on_the_drifte
         journal = [json.loads(storage.read_bytes(uri)) for uri in storage.list_uris(f"{registry}/classifier/drift")
                    if uri.endswith(".json")]
         assert sorted(record["current_uri"] for record in journal) == uris
+        estimates = [json.loads(storage.read_bytes(uri)) for uri in
+                     storage.list_uris(f"{registry}/classifier/estimates") if uri.endswith(".json")]
+        assert len(estimates) == 4  # the CBPE branch ran for every batch
         print("drift per batch:", [(r["current_uri"][-24:], r["drift_detected"], r["drift_share"]) for r in journal])
         reports = [uri for uri in storage.list_uris(f"{s3_prefix}/runs") if uri.endswith(".html")
                    and "/history_report/" in uri]
