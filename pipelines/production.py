@@ -17,8 +17,8 @@ checked does complete_batches mark them in the watermark, so a failed run leaves
 (the claim's lease expires). Alerts are labeled with the batch, so each drifted batch alerts once within
 notify's deduplication window. No labels are read: drift never depends on them.
 
-Nothing here caches except detect_drift's pure checks... which journal into the registry (for the history
-report), so it does not cache either: each run must see the registry and the batches as they are now.
+No task caches: claim, complete and notify change the registry; detect_drift and estimate_performance append
+to its journals (what the history report reads), so each run must see the registry and the batches as they are.
 """
 
 import sys

@@ -88,8 +88,8 @@ docker run --rm --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_S
 
 banner "5. production pipeline over unlabeled batches (every batch once; alerts recorded under the registry)"
 make_batch --random-state 21 --with-labels false --output-dir "$PREFIX/unlabeled/2026-01-01T00"
-make_batch --random-state 22 --with-labels false --shift "alcohol:mean=+1.5; hue:mean=-1; proline:mean=-1; \
-color_intensity:scale=2" --output-dir "$PREFIX/unlabeled/2026-01-01T01"
+make_batch --random-state 22 --with-labels false --shift "alcohol:mean=+1.5; malic_acid:mean=+1; ash:scale=2; \
+magnesium:mean=-1; color_intensity:scale=2; hue:mean=-1; proline:mean=-1" --output-dir "$PREFIX/unlabeled/2026-01-01T01"
 "$PY" pipelines/production.py run-local --specs-dir "$SPECS" --no-cache --batches-uri "$PREFIX/unlabeled" \
   --storage-root "$PREFIX/runs" --registry-uri "$REGISTRY"
 "$PY" - "$REGISTRY" <<'PY'
