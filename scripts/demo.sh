@@ -5,7 +5,8 @@
 #   3. monitor: the monitoring pipeline on each; the drifted one triggers retraining, the clean one not
 #   4. serve: the serve image answers Open Inference Protocol v2 requests for the production model, logs
 #      them to S3; join_labels turns the logged traffic into a batch and detect_drift checks it
-#   5. retrain: labels of a changed concept arrive; the degraded champion is replaced by a better challenger
+#   5. production: the unlabeled pipeline claims two new unlabeled batches, checks and alerts on the drifted one
+#   6. retrain: labels of a changed concept arrive; the degraded champion is replaced by a better challenger
 # Usage: scripts/demo.sh SPECS_DIR   (the folder written by build.py --push --pin-dir)
 set -euo pipefail
 SPECS=${1:?usage: scripts/demo.sh SPECS_DIR}
@@ -86,7 +87,21 @@ docker run --rm --network host -e AWS_ENDPOINT_URL -e AWS_ACCESS_KEY_ID -e AWS_S
   --model-uri "$PRODUCTION/model.skops" --current-uri "$PREFIX/served/batch.parquet" \
   --output-dir "$PREFIX/served-drift"
 
-banner "5. labels arrive for a changed concept (each wine now carries the next class): the champion degrades; \
+banner "5. production pipeline over unlabeled batches (every batch once; alerts recorded under the registry)"
+make_batch --random-state 21 --with-labels false --output-dir "$PREFIX/unlabeled/2026-01-01T00"
+make_batch --random-state 22 --with-labels false --shift "alcohol:mean=+1.5; malic_acid:mean=+1; ash:scale=2; \
+magnesium:mean=-1; color_intensity:scale=2; hue:mean=-1; proline:mean=-1" --output-dir "$PREFIX/unlabeled/2026-01-01T01"
+"$PY" pipelines/production.py run-local --specs-dir "$SPECS" --no-cache --batches-uri "$PREFIX/unlabeled" \
+  --storage-root "$PREFIX/runs" --registry-uri "$REGISTRY"
+"$PY" - "$REGISTRY" <<'PY'
+import json, sys
+from mlops_runtime import storage
+for uri in storage.list_uris(f"{sys.argv[1]}/classifier/drift"):
+    record = json.loads(storage.read_bytes(uri))
+    print({k: record.get(k) for k in ("current_uri", "drift_detected", "drift_share", "data_quality_ok")})
+PY
+
+banner "6. labels arrive for a changed concept (each wine now carries the next class): the champion degrades; \
 a challenger retrained on the newest batch is scored with it on a holdout neither trained on, and replaces it"
 "$PY" - "$PREFIX/batches/0001-clean/batch.parquet" "$PREFIX/batches/0003-concept/batch.parquet" <<'PY'
 import sys

@@ -87,6 +87,8 @@ def component_spec(step: str, command: click.Command, image: str) -> dict[str, A
             raise SpecError(f"{step}: argument {option.name} (KFP passes options only)")
         flag = next(f for f in option.opts if f.startswith("--"))
         meta = getattr(option, "kfp", {})
+        if meta.get("exit_handler_only"):
+            continue  # a PipelineTaskFinalStatus input: KFP refuses it outside exit tasks, which add it themselves
         if "output" in meta:
             outputs.append({"name": meta["output"], "type": meta.get("type", "String"),
                             "description": one_line(meta.get("description"))})

@@ -9,6 +9,7 @@ from mlops_runtime import outputs, prediction_log, step_io, watermark
 from mlops_runtime.cli import output_path_option, step
 from mlops_runtime.errors import ComponentError
 from mlops_runtime.log import get_logger
+from mlops_runtime.registry import ModelRegistry
 
 log = get_logger("claim_batches")
 LOG_FILES = "prediction-log"
@@ -33,17 +34,27 @@ LOG_FILES = "prediction-log"
 @output_path_option("batch_uris", "JSON list of the claimed batch URIs, oldest first.", "JsonArray")
 @output_path_option("n_batches", "How many batches were claimed.", "Integer")
 @output_path_option("n_pending", "Unchecked batches left for later runs.", "Integer")
+@output_path_option("model_uri", "The production model the batches are checked against (model.skops; '' when "
+                                 "there is none yet).")
+@output_path_option("reference_profile_uri", "The production model's drift reference profile ('' if it has none).")
+@output_path_option("calibration_uri", "A labeled table the production model never trained on (its comparison "
+                                       "holdout, else its test split; '' if unrecorded): for estimate_performance.")
 def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, run_id: str, max_batches: int,
         lease_minutes: int, batch_uris_output_path: str | None, n_batches_output_path: str | None,
-        n_pending_output_path: str | None) -> None:
+        n_pending_output_path: str | None, model_uri_output_path: str | None,
+        reference_profile_uri_output_path: str | None, calibration_uri_output_path: str | None) -> None:
     if not run_id.strip():
         raise click.BadParameter("must not be empty", param_hint="'--run-id'")
-    for name, path in (("batch_uris", batch_uris_output_path), ("n_batches", n_batches_output_path),
-                       ("n_pending", n_pending_output_path)):
+    paths = {"batch_uris": batch_uris_output_path, "n_batches": n_batches_output_path,
+             "n_pending": n_pending_output_path, "model_uri": model_uri_output_path,
+             "reference_profile_uri": reference_profile_uri_output_path,
+             "calibration_uri": calibration_uri_output_path}
+    for name, path in paths.items():
         if path:  # before the watermark changes: a claim nobody can read back would strand the batches
             outputs.check_output_path(path, label=outputs.parameter_option(name))
     try:
         mark = watermark.Watermark(registry_uri, model_name)
+        production = ModelRegistry(registry_uri, model_name).monitoring_references()
     except ComponentError as error:
         raise error.about("--registry-uri") from None
     try:
@@ -58,10 +69,10 @@ def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, ru
     log.info("claimed %d of %d batches under %s (%d left for later runs)", len(claim.batches), len(candidates),
              batches_uri, claim.pending)
     with outputs.publication() as out:  # the watermark is this step's output; only KFP files are published here
-        out.parameters({"batch_uris": (batch_uris_output_path, claim.batches),
-                        "n_batches": (n_batches_output_path, len(claim.batches)),
-                        "n_pending": (n_pending_output_path, claim.pending)})
-    step_io.print_outputs({"batch_uris": claim.batches, "n_batches": len(claim.batches), "n_pending": claim.pending})
+        values = {"batch_uris": claim.batches, "n_batches": len(claim.batches), "n_pending": claim.pending,
+                  **production}
+        out.parameters({name: (paths[name], value) for name, value in values.items()})
+    step_io.print_outputs(values)
 
 
 if __name__ == "__main__":

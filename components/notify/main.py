@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import click
 
 from mlops_runtime import alerts, outputs, step_io
-from mlops_runtime.cli import FloatRange, output_path_option, step
+from mlops_runtime.cli import FloatRange, KfpOption, output_path_option, step
 from mlops_runtime.errors import UsageError
 from mlops_runtime.log import get_logger
 
@@ -38,6 +38,23 @@ def parse_details(text: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise UsageError("expected a JSON object", label="--details")
     return document
+
+
+def parse_pipeline_status(text: str | None) -> dict[str, Any] | None:
+    """KFP's PipelineTaskFinalStatus (what an ExitHandler's exit task receives): its state and error."""
+    if text is None:
+        return None
+    if len(text.encode()) > MAX_DETAILS_BYTES:
+        raise UsageError(f"more than {MAX_DETAILS_BYTES} bytes", label="--pipeline-status")
+    try:
+        status = json.loads(text)
+    except ValueError:
+        raise UsageError("not valid JSON", label="--pipeline-status") from None
+    if not isinstance(status, dict) or not isinstance(status.get("state"), str) or not status["state"]:
+        raise UsageError("expected a JSON object with a 'state' (KFP's PipelineTaskFinalStatus)",
+                         label="--pipeline-status")
+    error = status.get("error") if isinstance(status.get("error"), dict) else {}
+    return {"state": status["state"], "error": str(error.get("message") or "")[:alerts.MAX_TEXT]}
 
 
 def check_url(url: str) -> str | None:
@@ -72,14 +89,23 @@ def check_url(url: str) -> str | None:
               help="Timeout of one HTTP attempt.")
 @click.option("--retries", type=click.IntRange(0, 5), default=2, show_default=True,
               help="Further attempts after a connection error, timeout, 5xx or 429.")
+@click.option("--pipeline-status", default=None, cls=KfpOption, kfp={"exit_handler_only": True},
+              help="KFP's PipelineTaskFinalStatus as JSON (an ExitHandler's exit task gets it): alert only when the "
+                   "pipeline did not succeed. Not in component.yaml (KFP allows it in exit tasks only); "
+                   "pipelines/production.py adds it to its exit task.")
 @output_path_option("status", "sent, deduplicated, failed, inactive or no_webhook.")
 @output_path_option("delivered", "true when the webhook accepted the alert.", "Boolean")
 def cli(event: str, active: bool, webhook_url: str, webhook_format: str, summary: str, labels: str, details: str,
         report_uri: str, state_uri: str, dedup_window_seconds: float, timeout_seconds: float, retries: int,
-        status_output_path: str | None, delivered_output_path: str | None) -> None:
+        pipeline_status: str | None, status_output_path: str | None, delivered_output_path: str | None) -> None:
     url = check_url(webhook_url)
+    final = parse_pipeline_status(pipeline_status)
+    extra = parse_details(details)
+    if final is not None:
+        active = active and final["state"] != "SUCCEEDED"
+        extra = {**extra, "pipeline_state": final["state"], **({"error": final["error"]} if final["error"] else {})}
     try:
-        alert = alerts.Alert(event, summary or alerts.TITLES[event], parse_labels(labels), parse_details(details),
+        alert = alerts.Alert(event, summary or alerts.TITLES[event], parse_labels(labels), extra,
                              report_uri or None)
     except ValueError as error:
         raise UsageError(str(error), label="--labels") from None

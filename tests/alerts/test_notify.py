@@ -135,6 +135,23 @@ def test_inactive_and_unconfigured(step, webhook):
     assert webhook.received == []
 
 
+def test_an_exit_task_alerts_only_when_the_pipeline_did_not_succeed(step, webhook):
+    """--pipeline-status is KFP's PipelineTaskFinalStatus, which an ExitHandler's exit task receives."""
+    args = ["--event", "pipeline_failure", "--webhook-url", f"{webhook.url}/api/v2/alerts", "--webhook-format",
+            "alertmanager", "--labels", "pipeline=production"]
+    succeeded = json.dumps({"state": "SUCCEEDED", "pipeline_task_name": "exit-handler-1", "error": {}})
+    assert outputs_of(step("notify", *args, "--pipeline-status", succeeded))["status"] == "inactive"
+    assert webhook.received == []
+    failed = json.dumps({"state": "FAILED", "error": {"code": 1, "message": "Task exit-handler-1 failed."}})
+    assert outputs_of(step("notify", *args, "--pipeline-status", failed))["status"] == "sent"
+    (alert,) = webhook.received[0]["body"]
+    assert alert["labels"]["event"] == "pipeline_failure"
+    assert alert["annotations"]["pipeline_state"] == "FAILED"
+    assert alert["annotations"]["error"] == "Task exit-handler-1 failed."
+    refused = step("notify", *args, "--pipeline-status", '{"error": {}}')
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: --pipeline-status: expected a JSON object")
+
+
 def test_concurrent_runs_send_one_alert(webhook, s3_prefix):
     alert = alerts.Alert("drift", "x", {"model": "m"})
     results = []

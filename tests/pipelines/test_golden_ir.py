@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from pipelines import common, monitoring, training
+from pipelines import common, monitoring, production, training
 from tests.support import REPO
 
 GOLDEN = REPO / "tests" / "pipelines" / "golden"
-PIPELINES = {"training": training.DEFINITION, "monitoring": monitoring.DEFINITION}
+PIPELINES = {"training": training.DEFINITION, "monitoring": monitoring.DEFINITION, "production": production.DEFINITION}
 
 
 def summary(package) -> dict:

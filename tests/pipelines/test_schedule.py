@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipelines import monitoring, schedule
+from pipelines import monitoring, production, schedule
 from tests.support import REPO
 
 
@@ -271,3 +271,30 @@ def test_script_fails_when_kfp_refuses(kfp_api, tmp_path):
 
 def test_render_argo_help_names_the_cron_format():
     assert "seconds first" in invoke("render-argo", "--help").stdout
+
+
+# ------------------------------------------------------------------------------- the production pipeline
+
+def test_the_unlabeled_production_pipeline_is_scheduled_with_its_own_options():
+    result = invoke("render-argo", "--batches-uri", "s3://prod/batches", "--max-batches", "5", "--webhook-url",
+                    "https://hooks.example/x")
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load(result.stdout)
+    assert manifest["metadata"]["name"] == production.PIPELINE_NAME
+    [template] = manifest["spec"]["workflowSpec"]["templates"]
+    assert f'name="{production.PIPELINE_NAME} {{{{workflow.scheduledTime}}}}"' in template["container"]["args"][0]
+    request = json.loads(base64.b64decode(template["inputs"]["artifacts"][0]["raw"]["data"]))
+    assert request["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == production.PIPELINE_NAME
+    parameters = request["runtime_config"]["parameters"]
+    assert parameters["batches_uri"] == "s3://prod/batches" and parameters["max_batches"] == 5
+    assert "batch_uri" not in parameters and "tolerance" not in parameters
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "--pipeline production needs --batches-uri"),
+    (("--pipeline", "monitoring", "--batches-uri", "s3://b/x"), "--pipeline monitoring needs --batch-uri"),
+    (("--batches-uri", "s3://b/x", "--tolerance", "0.1"), "--tolerance is not an option of the production pipeline"),
+])
+def test_a_missing_or_foreign_pipeline_option_is_a_usage_error(args, message):
+    result = CliRunner().invoke(schedule.cli, ["render-argo", *args])
+    assert result.exit_code == 2 and message in result.output

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from . import documents, storage, tables
+from . import documents, models, storage, tables
 from .errors import BadInputError, ComponentError, ModelError, StorageError
 from .log import get_logger
 from .models import CARD_FILE, MODEL_FILE
@@ -222,6 +222,25 @@ class ModelRegistry:
         if reference.isdigit() and int(reference) in self.versions():
             return self.entry(int(reference))["model_uri"]
         raise BadInputError(f"{self.base}: no model version '{reference}'", label="--model-ref")
+
+    @_labelled
+    def monitoring_references(self) -> dict[str, str]:
+        """What an unlabeled check of the production model needs: its model, its drift reference profile and a
+        labeled table it never trained on (its comparison holdout, else its test split) to calibrate estimates.
+        All empty when there is no production model yet (the batches can still be claimed)."""
+        pointer = self.production().pointer
+        if pointer is None:
+            return {"model_uri": "", "reference_profile_uri": "", "calibration_uri": ""}
+        entry = self.entry(int(pointer["version"]))
+        comparison = entry.get("comparison") or {}
+        held_out = (comparison.get("data") if isinstance(comparison, dict) else None) or entry.get("test_data") or {}
+        if not isinstance(held_out, dict) or not isinstance(held_out.get("uri", ""), str):
+            raise ModelError(f"{self.version_uri(int(pointer['version']))}: corrupted registry entry (held-out data "
+                             f"{held_out!r})")
+        model_uri = pointer["model_uri"]
+        profile = models.profile_uri_for(model_uri)
+        return {"model_uri": model_uri, "reference_profile_uri": profile if storage.exists(profile) else "",
+                "calibration_uri": held_out.get("uri") or ""}
 
 
 @dataclass
