@@ -10,11 +10,15 @@ requests (Open Inference Protocol v2, ``content_type: pd``, both ``predict`` and
   process fails to start with uvloop 0.23, "There is no current event loop");
 - ``in-process``: ``pipeline.predict`` + ``predict_proba`` on the DataFrame, no HTTP (a floor).
 Both servers run from benchmarks/.venv-mlserver (benchmarks/serve_setup.sh), bind 127.0.0.1 and get a
-bounded, closed-loop load (a fixed number of requests from a fixed number of client threads).
+bounded, closed-loop load (a fixed number of requests from a fixed number of client threads). On a shared
+machine the load of other work changes from minute to minute, so all servers stay up and are measured in
+turn, round after round (A B C D, A B C D, ...); the table has each server's median over the rounds and
+the load average seen during the run.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import socket
@@ -128,12 +132,26 @@ def summary(latencies: list[float], wall_s: float) -> dict:
             "throughput_rps": len(ordered) / wall_s}
 
 
+SERVERS = ("serve", "serve, no log", "mlserver-sklearn", "in-process")
+
+
+def median_of_rounds(rounds: list[dict]) -> dict:
+    """Per server and case: the median over rounds of each number, and every round's throughput."""
+    return {"requests_per_round": rounds[0]["requests"], "rounds": len(rounds),
+            **{key: statistics.median(r[key] for r in rounds) for key in ("p50_ms", "p99_ms", "throughput_rps")},
+            "throughput_by_round": [round(r["throughput_rps"], 1) for r in rounds]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--single-requests", type=int, default=600)
-    parser.add_argument("--batch-requests", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--n-estimators", type=int, default=100)
+    parser.add_argument("--rounds", type=int, choices=range(1, 21), default=5, metavar="1..20",
+                        help="Interleaved rounds: every server measured once per round, in turn.")
+    parser.add_argument("--single-requests", type=int, choices=range(10, 10_001), default=200, metavar="10..10000",
+                        help="Single-row requests per server and round.")
+    parser.add_argument("--batch-requests", type=int, choices=range(5, 1_001), default=20, metavar="5..1000",
+                        help="1,000-row requests per server and round.")
+    parser.add_argument("--threads", type=int, choices=range(1, 17), default=4, metavar="1..16")
+    parser.add_argument("--n-estimators", type=int, choices=range(1, 1_001), default=100, metavar="1..1000")
     args = parser.parse_args()
     if not (VENV / "bin/mlserver").exists():
         raise SystemExit(f"{VENV} missing: run benchmarks/serve_setup.sh first")
@@ -143,37 +161,61 @@ def main() -> None:
     features = table.drop(columns=["churned"])
     cases = {"1 row": features.head(1), "1,000 rows": features.head(1000)}
     counts = {"1 row": args.single_requests, "1,000 rows": args.batch_requests}
-    results: dict[str, dict[str, dict]] = {case: {} for case in cases}
+    bodies = {case: request_body(rows, outputs=[{"name": "predict"}, {"name": "predict_proba"}])
+              for case, rows in cases.items()}
+    rounds: dict[str, dict[str, list[dict]]] = {case: {server: [] for server in SERVERS} for case in cases}
+    load_averages = [os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="serve-benchmark-") as scratch:
         workdir = Path(scratch)
         registry = str(workdir / "registry")
         register(registry, MODEL, model, table)
-        for name, start in (("serve", lambda: start_serve(workdir, registry)),
-                            ("serve, no log", lambda: start_serve(workdir, registry, log=False)),
-                            ("mlserver-sklearn", lambda: start_mlserver(workdir, model))):
-            url, process = start()
-            try:
+        starters = {"serve": lambda: start_serve(workdir, registry),
+                    "serve, no log": lambda: start_serve(workdir, registry, log=False),
+                    "mlserver-sklearn": lambda: start_mlserver(workdir, model)}
+        processes: dict[str, tuple[str, subprocess.Popen]] = {}
+        try:
+            for name, start in starters.items():  # all up at once, so every round measures each in turn
+                processes[name] = start()
+            for name, (url, process) in processes.items():
                 wait_ready(url, process, workdir / f"{name}.log")
-                for case, rows in cases.items():
-                    body = request_body(rows, outputs=[{"name": "predict"}, {"name": "predict_proba"}])
-                    results[case][name] = load(url, body, requests_total=counts[case], threads=args.threads)
-            finally:
+            for number in range(args.rounds):
+                for server in SERVERS:
+                    for case, rows in cases.items():
+                        if server == "in-process":
+                            measured = in_process(model, rows, requests_total=counts[case])
+                        else:
+                            measured = load(processes[server][0], bodies[case], requests_total=counts[case],
+                                            threads=args.threads)
+                        rounds[case][server].append(measured)
+                load_averages.append(os.getloadavg())
+                print(f"round {number + 1}/{args.rounds} done, load average {load_averages[-1][0]:.2f}",
+                      file=sys.stderr)
+        finally:
+            for _, process in processes.values():
                 process.terminate()
+            for _, process in processes.values():
                 process.wait(timeout=60)
-        for case, rows in cases.items():
-            results[case]["in-process"] = in_process(model, rows, requests_total=counts[case])
 
-    lines = [f"RandomForest({args.n_estimators}) Pipeline, {args.threads} client threads, {os.cpu_count()} CPUs", "",
-             "| request | server | requests | p50 ms | p99 ms | throughput req/s |", "|---|---|---:|---:|---:|---:|"]
+    results = {case: {server: median_of_rounds(measured) for server, measured in by_server.items()}
+               for case, by_server in rounds.items()}
+    one_minute = [average[0] for average in load_averages]
+    lines = [f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; RandomForest({args.n_estimators}) Pipeline, "
+             f"{args.threads} client threads, {os.cpu_count()} CPUs; {args.rounds} interleaved rounds "
+             f"({' / '.join(SERVERS)}), medians over rounds; 1-minute load average "
+             f"{min(one_minute):.2f}-{max(one_minute):.2f} (start {one_minute[0]:.2f})", "",
+             "| request | server | requests/round | p50 ms | p99 ms | throughput req/s | req/s by round |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for case, by_server in results.items():
         for server, row in by_server.items():
-            lines.append(f"| {case} | {server} | {row['requests']} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
-                         f"{row['throughput_rps']:.1f} |")
+            lines.append(f"| {case} | {server} | {row['requests_per_round']} | {row['p50_ms']:.1f} | "
+                         f"{row['p99_ms']:.1f} | {row['throughput_rps']:.1f} | "
+                         f"{', '.join(map(str, row['throughput_by_round']))} |")
     print("\n".join(lines))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "serve_benchmark.md").write_text("\n".join(lines) + "\n")
-    (out / "serve_benchmark.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "serve_benchmark.json").write_text(json.dumps({"load_average_1m": one_minute, "results": results},
+                                                         indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.pipeline import Pipeline
 
 from mlops_runtime import models, signature, storage
 from mlops_runtime.errors import BadInputError, ComponentError, ModelError
@@ -29,12 +31,35 @@ class ServedModel:
     sha256: str
 
     def predict(self, table: pd.DataFrame, *, label: str = "request") -> tuple[pd.DataFrame, dict[str, Any]]:
-        """The checked input columns and the outputs: ``predict`` and, for classifiers, ``predict_proba``."""
+        """The checked input columns and the outputs: ``predict`` and, for classifiers, ``predict_proba``.
+
+        A Pipeline's transformers run once for both outputs (``Pipeline.predict`` and ``predict_proba`` would
+        each run them); a forest's labels are its ``classes_`` at the probabilities' argmax, which is how
+        ``ForestClassifier.predict`` computes them, so its trees run once too.
+        """
         features, _ = signature.check_table(table, self.signature, uri="", label=label)
-        outputs: dict[str, Any] = {"predict": np.asarray(self.model.predict(features))}
-        if self.classes is not None and hasattr(self.model, "predict_proba"):
-            outputs["predict_proba"] = np.asarray(self.model.predict_proba(features), dtype="float64")
-        return features, outputs
+        wants_proba = self.classes is not None and hasattr(self.model, "predict_proba")
+        transformed, final = features, self.model
+        if isinstance(self.model, Pipeline) and self.model.steps[-1][1] not in (None, "passthrough"):
+            final = self.model.steps[-1][1]
+            for _, transformer in self.model.steps[:-1]:  # as Pipeline.predict does: skips "passthrough" steps
+                if transformer not in (None, "passthrough"):
+                    transformed = transformer.transform(transformed)
+        if not wants_proba:
+            return features, {"predict": np.asarray(final.predict(transformed))}
+        proba = np.asarray(final.predict_proba(transformed), dtype="float64")
+        if _labels_are_proba_argmax(final) and proba.ndim == 2:
+            labels = final.classes_.take(np.argmax(proba, axis=1), axis=0)
+        else:
+            labels = final.predict(transformed)
+        return features, {"predict": np.asarray(labels), "predict_proba": proba}
+
+
+def _labels_are_proba_argmax(estimator: Any) -> bool:
+    """Whether ``estimator.predict`` is exactly ``classes_.take(argmax(predict_proba))`` (sklearn's forests;
+    a subclass with its own ``predict`` is not assumed to be)."""
+    forest_predicts = (RandomForestClassifier.predict, ExtraTreesClassifier.predict)
+    return type(estimator).predict in forest_predicts and getattr(estimator, "n_outputs_", None) == 1
 
 
 def _version_of(model_uri: str, sha256: str) -> str:
