@@ -192,3 +192,20 @@ def test_join_labels_refuses_bad_ranges(step, served_log, start, end, option):
     result = step("join_labels", "--log-uri", root / "logs", "--model-name", MODEL, "--start", start, "--end", end,
                   "--output-dir", root / "out")
     assert result.exit_code == 3 and result.stderr.startswith(f"error: {option}: "), result.stderr
+
+
+def test_logged_probabilities_are_named_as_the_reference_profile_names_them():
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_runtime import prediction_drift
+
+    features = pd.DataFrame({"x": np.arange(30, dtype=float)})
+    model = LogisticRegression().fit(features, np.repeat([0.0, 1.0, 2.0], 10))  # whole-number float classes
+    expected = prediction_drift.prediction_frame(model, features)
+    proba = model.predict_proba(features)
+    log = pd.DataFrame({prediction_log.PREDICTION_COLUMN: model.predict(features),
+                        **{prediction_log.probability_column(c): proba[:, i] for i, c in enumerate(model.classes_)}})
+    served = prediction_log.logged_predictions(log)
+    assert list(served.columns) == list(expected.columns) == [
+        "predicted_class", "probability:0", "probability:1", "probability:2"]
+    pd.testing.assert_frame_equal(served, expected)

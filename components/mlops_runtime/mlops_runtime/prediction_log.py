@@ -270,6 +270,12 @@ class FeatureColumns(Columns):
         return self.source.value_counts(name)
 
 
+def probability_column(klass: Any) -> str:
+    """The log's column of a class's probability, named by the class's category key (1.0 and 1 are "1"), as
+    the reference profile names it (``probability:<key>``)."""
+    return f"{PROBA_PREFIX}{category_key(klass)}"
+
+
 def logged_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     """The served outputs of a log table in :mod:`mlops_runtime.prediction_drift`'s columns (as the reference
     profile holds them): ``predicted_class`` and ``probability:<class>`` for classifiers (the log has

@@ -29,7 +29,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 
 from mlops_runtime.errors import ComponentError
 from mlops_runtime.log import get_logger
-from mlops_runtime.prediction_log import PROBA_PREFIX, PredictionLog
+from mlops_runtime.prediction_log import PredictionLog, probability_column
 from mlops_runtime.served_model import ModelSource, ServedModel
 
 log = get_logger("serve")
@@ -107,7 +107,7 @@ class SkopsRuntime(MLModel):
             logged = {"prediction": outputs["predict"]}
             if "predict_proba" in outputs:
                 for index, cls in enumerate(served.classes or []):
-                    logged[f"{PROBA_PREFIX}{cls}"] = outputs["predict_proba"][:, index]
+                    logged[probability_column(cls)] = outputs["predict_proba"][:, index]
             self._log.record(payload.id or "", int(served.version) if served.version.isdigit() else -1,
                              features, logged, timestamp=dt.datetime.now(dt.UTC))
         return InferenceResponse(model_name=self.name, model_version=served.version, id=payload.id,
