@@ -118,7 +118,7 @@ provision_s3() {
 }
 
 # Bump when the base image recipe below changes: provisioning rebuilds a base whose label differs.
-BASE_RECIPE=3
+BASE_RECIPE=4
 
 provision_base_image() {
   # A Python 3.11 base image made from Debian packages (no registry is reachable to pull python:3.11-slim),
@@ -144,6 +144,11 @@ provision_base_image() {
     local r="$STATE/rootfs"
     rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old "$r"/var/log/* \
       "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/locale/* "$r"/tmp/*
+    # glibc's iconv converters (8 MB; Python's codecs are its own, UTF-8 is built into glibc) and the parts of
+    # the standard library no program here runs: its test package and C test modules, lib2to3, pydoc's topics.
+    rm -rf "$r"/usr/lib/x86_64-linux-gnu/gconv "$r"/usr/lib/python3.11/test "$r"/usr/lib/python3.11/lib2to3 \
+      "$r"/usr/lib/python3.11/pydoc_data "$r"/usr/lib/python3.11/lib-dynload/_test*.so \
+      "$r"/usr/lib/python3.11/lib-dynload/_ctypes_test.*.so "$r"/usr/lib/python3.11/lib-dynload/_xxtestfuzz.*.so
     cat >"$r/etc/dpkg/dpkg.cfg.d/excludes" <<'DPKG'
 path-exclude=/usr/share/doc/*
 path-exclude=/usr/share/man/*

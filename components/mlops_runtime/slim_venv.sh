@@ -11,6 +11,19 @@ rm -rf "$site/pyarrow/include" "$site/pyarrow/src" "$site/numpy/_core/include"
 find "$site" -type f \( -name '*.h' -o -name '*.hpp' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
   -o -name '*.pyi' \) -delete
 
+# Extension modules only the packages' own test suites load; build-time tools no step runs (numpy.distutils,
+# scipy.special's table generators; not numpy.f2py, which `from numpy import *` imports); scipy.io.mmread's
+# Matrix Market reader and scipy.stats.sampling's UNU.RAN wrapper, each loaded only by that one function
+# (scipy.io and scipy.stats import without them); boto3's resource models (the runtime makes clients only).
+rm -f "$site"/numpy/_core/_*_tests.cpython-*.so "$site"/numpy/_core/_simd.cpython-*.so \
+  "$site"/scipy/_lib/_test_*.cpython-*.so "$site"/scipy/integrate/_test_*.cpython-*.so \
+  "$site"/scipy/ndimage/_ctest.cpython-*.so "$site"/scipy/ndimage/_cytest.cpython-*.so \
+  "$site"/scipy/special/_test_internal.cpython-*.so "$site"/pyarrow/_pyarrow_cpp_tests.cpython-*.so \
+  "$site"/scipy/io/_fast_matrix_market/_fmm_core.cpython-*.so "$site"/scipy/stats/_unuran/unuran_wrapper.cpython-*.so
+rm -rf "$site/numpy/distutils" "$site/numpy/_pyinstaller" "$site/numpy/random/_examples" \
+  "$site/scipy/special/_precompute"
+find "$site/boto3/data" -mindepth 1 -maxdepth 1 -not -name s3 -exec rm -rf {} +
+
 # pyarrow's Arrow Flight RPC and S3 filesystem libraries: only pyarrow.flight and pyarrow.fs.S3FileSystem
 # load them (no other library of the wheel links them; the runtime reaches S3 through boto3), and
 # pyarrow.fs lists S3FileSystem as not built when _s3fs is absent. Substrait stays: libarrow_python links it.
@@ -33,13 +46,23 @@ for lib in "$site"/pyarrow/lib*.so*; do
   fi
 done
 
+# scipy's wheel vendors numpy's gfortran and quadmath under the same hashed names, byte for byte: the
+# copies become links to numpy's (the loader maps that soname once anyway; no library's bytes change).
+for lib in "$site"/scipy.libs/*; do
+  if [ -f "$site/numpy.libs/${lib##*/}" ] && cmp -s "$lib" "$site/numpy.libs/${lib##*/}"; then
+    ln -sf "../numpy.libs/${lib##*/}" "$lib"
+  fi
+done
+
 # Debug symbols of the packages' own shared objects (symbols the dynamic linker needs stay). The
 # vendored libraries (*.libs/, e.g. OpenBLAS) are left exactly as their wheels ship them.
 find "$site" -type f -name '*.so*' -not -path '*.libs/*' -exec strip --strip-unneeded {} +
 
-# Bytecode only for the modules the steps import (about 70 % of it): the root filesystem is read-only at
-# run time, so anything else is compiled in memory when first imported, as without any bytecode.
-# SOURCE_DATE_EPOCH makes it hash-checked, not timestamped. Doing real work also reaches lazy imports.
+# The modules the steps import become bytecode in place of their source (foo.py -> foo.pyc, 33 MB less
+# than shipping both): a library frame in a traceback shows its file and line, not the line's text. The
+# rest keeps its source and no bytecode: the root filesystem is read-only at run time, so it is compiled
+# in memory if ever imported. SOURCE_DATE_EPOCH makes bytecode hash-checked, not timestamped, so builds
+# are reproducible. Doing real work also reaches lazy imports.
 "$venv/bin/python" - >/tmp/imported <<'PY'
 import sys
 import tempfile
@@ -69,7 +92,8 @@ site = next(path for path in sys.path if path.endswith("site-packages"))
 print("\n".join(sorted({m.__file__ for m in list(sys.modules.values())
                         if (getattr(m, "__file__", None) or "").startswith(site) and m.__file__.endswith(".py")})))
 PY
-"$venv/bin/python" -m compileall -q -i - </tmp/imported
+"$venv/bin/python" -m compileall -q -b -i - </tmp/imported
+xargs rm -- </tmp/imported
 rm /tmp/imported
 
 "$venv/bin/python" -c "import boto3, click, numpy, pandas, pyarrow.parquet, pyarrow.compute, pyarrow.fs, \

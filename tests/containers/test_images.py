@@ -188,7 +188,8 @@ def test_specs_are_pinned_by_digest_alone(built_images):
 
 # Every runtime module, each pyarrow module the runtime reaches, and a client of S3 and of each service
 # botocore's credential providers call: what slim_venv.sh keeps must be all of it; what it removed
-# (Arrow Flight, pyarrow's S3 filesystem, other AWS services' models) must be gone.
+# (Arrow Flight, pyarrow's S3 filesystem, other AWS services' models, test-only extension modules, the source
+# of imported modules) must be gone.
 SLIM_PROBE = """
 import importlib, pkgutil, boto3, mlops_runtime
 for module in pkgutil.iter_modules(mlops_runtime.__path__):
@@ -213,6 +214,16 @@ try:
     boto3.client("dynamodb", region_name="us-east-1")
 except Exception as error:
     assert type(error).__name__ == "UnknownServiceError", error
+import numpy, pandas, sklearn
+for package in (numpy, pandas, sklearn):  # imported modules ship as bytecode in place of their source
+    assert package.__file__.endswith("__init__.pyc"), package.__file__
+for test_only in ("numpy._core._simd", "numpy._core._multiarray_tests", "scipy.special._test_internal"):
+    try:
+        importlib.import_module(test_only)
+    except ImportError:
+        pass
+    else:
+        raise AssertionError(test_only + " is still in the image")
 print("ok")
 """
 
