@@ -37,8 +37,9 @@ LOG_FILES = "prediction-log"
 @output_path_option("model_uri", "The production model the batches are checked against (model.skops; '' when "
                                  "there is none yet).")
 @output_path_option("reference_profile_uri", "The production model's drift reference profile ('' if it has none).")
-@output_path_option("calibration_uri", "A labeled table the production model never trained on (its comparison "
-                                       "holdout, else its test split; '' if unrecorded): for estimate_performance.")
+@output_path_option("calibration_uri", "A labeled table the production model never trained on (the copy of its "
+                                       "test split in its registry version, else its comparison holdout or "
+                                       "recorded test split; '' if unrecorded): for estimate_performance.")
 def cli(batches_uri: str, file_name: str, registry_uri: str, model_name: str, run_id: str, max_batches: int,
         lease_minutes: int, batch_uris_output_path: str | None, n_batches_output_path: str | None,
         n_pending_output_path: str | None, model_uri_output_path: str | None,

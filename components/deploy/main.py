@@ -27,6 +27,7 @@ from mlops_runtime.registry import ModelRegistry, Production, TrainingData, snap
 APPROVED = "Model approved for production"
 REJECTED = "Model needs improvement"
 PROFILE_FILE = models.PROFILE_FILE
+TEST_DATA_FILE = "test_data"  # + .parquet or .csv: the evaluated test table, registered beside the model
 DEFAULT_MINIMUM = 0.9  # the bar of a higher-is-better metric when --threshold is absent
 MAX_PROMOTION_ATTEMPTS = 5
 MAX_SEED = 2**32 - 1
@@ -102,7 +103,29 @@ def read_candidate(model_uri: str, metrics_uri: str) -> Candidate:
     if document.get("task", "classification") != task:
         raise BadInputError(f"{metrics_uri}: metrics of a {document.get('task')} model, but {model_uri} is a "
                             f"{task} model", label="--metrics-uri")
+    extra_files.update(test_data_snapshot(document, metrics_uri))
     return Candidate(model_uri, metrics_uri, stored, metrics_bytes, document, task, extra_files)
+
+
+def test_data_snapshot(document: dict[str, Any], metrics_uri: str) -> dict[str, bytes]:
+    """The test table evaluate scored (checked against its recorded sha256), to register beside the model:
+    the labeled rows the model never trained on, which unlabeled monitoring calibrates its estimates on. It
+    may live in a pipeline run's root that is removed later; a table already gone is left out, with a log."""
+    recorded = document.get("test_data") or {}
+    uri, sha256 = recorded.get("uri"), recorded.get("sha256")
+    if not isinstance(uri, str) or not uri or not isinstance(sha256, str):
+        return {}
+    try:
+        if not storage.exists(uri):
+            log.warning("the test table %s is gone: not registered (no calibration table for monitoring)", uri)
+            return {}
+    except ComponentError as error:
+        raise error.about("--metrics-uri") from None
+    data = storage.read_bytes(uri, label="--metrics-uri")
+    if storage.sha256_hex(data) != sha256:
+        raise BadInputError(f"{metrics_uri}: the test table {uri} is not the one evaluated (sha256 differs)",
+                            label="--metrics-uri")
+    return {TEST_DATA_FILE + (".csv" if uri.lower().endswith(".csv") else ".parquet"): data}
 
 
 class ThresholdType(click.types.StringParamType):
@@ -250,10 +273,17 @@ def entry_record(candidate: Candidate, gate: Gate, reason: str, record: dict | N
     entry = {"reason": reason, "metric": gate.metric, "direction": metrics.METRIC_DIRECTIONS[gate.metric],
              "threshold": gate.threshold, "task": candidate.task, "metrics": recorded,
              "source": {"model_uri": candidate.model_uri, "metrics_uri": candidate.metrics_uri},
-             "test_data": candidate.metrics.get("test_data")}
+             "test_data": test_data_record(candidate)}
     if record is not None:
         entry["comparison"] = record
     return entry
+
+
+def test_data_record(candidate: Candidate) -> dict[str, Any] | None:
+    """evaluate's record of its test table, with the name of its copy in the version when there is one."""
+    recorded = candidate.metrics.get("test_data")
+    copies = [name for name in candidate.extra_files if name.startswith(TEST_DATA_FILE + ".")]
+    return {**recorded, "snapshot": copies[0]} if recorded and copies else recorded
 
 
 def check_model_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

@@ -112,9 +112,12 @@ def test_an_accurate_model_is_registered_and_promoted(step, base, candidate, tmp
     stored = registry_files(registry)
     assert sorted(stored) == sorted(["classifier/1/.claim", "classifier/1/entry.json", "classifier/1/metrics.json",
                                      "classifier/1/model.skops", "classifier/1/model_card.json",
-                                     "classifier/1/reference_profile.json", f"classifier/sha256/{good.sha256}.json",
-                                     "classifier/production.json"])
+                                     "classifier/1/reference_profile.json", "classifier/1/test_data.parquet",
+                                     f"classifier/sha256/{good.sha256}.json", "classifier/production.json"])
     assert stored["classifier/1/model.skops"] == storage.read_bytes(good.model_uri)
+    # the evaluated test table: what unlabeled monitoring calibrates on, even once its run's folder is gone
+    test_uri = f"{base}/good/test.parquet"
+    assert stored["classifier/1/test_data.parquet"] == storage.read_bytes(test_uri)
     assert stored["classifier/1/model_card.json"] == storage.read_bytes(models.card_uri_for(good.model_uri))
     assert stored["classifier/1/metrics.json"] == storage.read_bytes(good.metrics_uri)
     assert stored["classifier/1/reference_profile.json"] == profile
@@ -425,3 +428,22 @@ def test_the_registry_version_is_a_typed_model_artifact_for_kfp(step, base, cand
         "model_name": "classifier", "version": 1, "model_sha256": good.sha256, "task": "classification",
         "metric": "accuracy", "value": good.accuracy, "reason": "accuracy 0.967 > threshold 0.9"}
     assert reported(candidate("poor", errors=20)) == {"promoted": False, "reason": "accuracy 0.867 ≤ threshold 0.9"}
+
+
+def test_the_test_table_is_registered_for_calibration_unless_gone_and_refused_when_tampered(step, base, candidate):
+    registry = f"{base}/registry"
+    good = candidate("good", errors=5)
+    gone = candidate("gone", errors=4)
+    storage.delete(f"{base}/gone/test.parquet")  # its run's folder was removed before deploying
+    assert outcome(deploy(step, gone, registry))["promoted"] is True
+    assert "classifier/1/test_data.parquet" not in registry_files(registry)
+    assert "snapshot" not in ModelRegistry(registry, "classifier").entry(1)["test_data"]
+
+    storage.write_bytes(f"{base}/good/test.parquet", b"PAR1 not the evaluated table")
+    assert_refused(deploy(step, good, registry), ExitCode.BAD_INPUT, "--metrics-uri", f"{registry}/classifier/2")
+
+    better = candidate("better", errors=1, random_state=1)  # another model: a new version
+    assert outcome(deploy(step, better, registry))["promoted"] is True
+    references = ModelRegistry(registry, "classifier").monitoring_references()
+    assert references["calibration_uri"] == f"{registry}/classifier/2/test_data.parquet"
+    assert ModelRegistry(registry, "classifier").entry(2)["test_data"]["snapshot"] == "test_data.parquet"

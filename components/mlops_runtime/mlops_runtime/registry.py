@@ -226,21 +226,29 @@ class ModelRegistry:
     @_labelled
     def monitoring_references(self) -> dict[str, str]:
         """What an unlabeled check of the production model needs: its model, its drift reference profile and a
-        labeled table it never trained on (its comparison holdout, else its test split) to calibrate estimates.
+        labeled table it never trained on (the copy of its test split in the version, which deploy registers,
+        else its comparison holdout or recorded test split) to calibrate estimates.
         All empty when there is no production model yet (the batches can still be claimed)."""
         pointer = self.production().pointer
         if pointer is None:
             return {"model_uri": "", "reference_profile_uri": "", "calibration_uri": ""}
-        entry = self.entry(int(pointer["version"]))
-        comparison = entry.get("comparison") or {}
-        held_out = (comparison.get("data") if isinstance(comparison, dict) else None) or entry.get("test_data") or {}
-        if not isinstance(held_out, dict) or not isinstance(held_out.get("uri", ""), str):
-            raise ModelError(f"{self.version_uri(int(pointer['version']))}: corrupted registry entry (held-out data "
-                             f"{held_out!r})")
+        version = int(pointer["version"])
+        entry = self.entry(version)
+        test_data, comparison = entry.get("test_data") or {}, entry.get("comparison") or {}
+        held_out = (comparison.get("data") if isinstance(comparison, dict) else None) or test_data
+        for record in (test_data, held_out):
+            if not isinstance(record, dict) or not all(isinstance(record.get(key, ""), str)
+                                                       for key in ("uri", "snapshot")):
+                raise ModelError(f"{self.version_uri(version)}: corrupted registry entry (held-out data {record!r})")
+        snapshot = test_data.get("snapshot", "")
+        if snapshot and (snapshot in RESERVED_FILES or "/" in snapshot):
+            raise ModelError(f"{self.version_uri(version)}: corrupted registry entry (test data copy {snapshot!r})")
         model_uri = pointer["model_uri"]
         profile = models.profile_uri_for(model_uri)
+        # The test split's copy in the version first: the recorded tables may have lived in a removed run root.
+        calibration = storage.join(self.version_uri(version), snapshot) if snapshot else held_out.get("uri") or ""
         return {"model_uri": model_uri, "reference_profile_uri": profile if storage.exists(profile) else "",
-                "calibration_uri": held_out.get("uri") or ""}
+                "calibration_uri": calibration}
 
 
 @dataclass
