@@ -41,10 +41,9 @@ class ServedModel:
         wants_proba = self.classes is not None and hasattr(self.model, "predict_proba")
         transformed, final = features, self.model
         if isinstance(self.model, Pipeline) and self.model.steps[-1][1] not in (None, "passthrough"):
-            final = self.model.steps[-1][1]
-            for _, transformer in self.model.steps[:-1]:  # as Pipeline.predict does: skips "passthrough" steps
-                if transformer not in (None, "passthrough"):
-                    transformed = transformer.transform(transformed)
+            final = self.model[-1]
+            if len(self.model) > 1:  # the sub-Pipeline skips "passthrough" steps, as Pipeline.predict does
+                transformed = self.model[:-1].transform(features)
         if not wants_proba:
             return features, {"predict": np.asarray(final.predict(transformed))}
         proba = np.asarray(final.predict_proba(transformed), dtype="float64")
