@@ -6,6 +6,7 @@ creates it world-writable (mode 0o777), as a user of stock kfp.local does with `
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,13 +26,30 @@ def prepare_pipeline_root(path: str | Path) -> Path:
     """
     root = Path(path).resolve()
     if not root.exists():
-        root.mkdir(parents=True)
-        root.chmod(0o777)  # mkdir applied the umask
+        _create_world_writable(root)
     mode = root.stat()
     if not root.is_dir() or (mode.st_uid != STEP_UID and not mode.st_mode & 0o002):
         raise ValueError(f"{root}: the step containers (uid {STEP_UID}) cannot write there; name a new folder "
                          "or make it writable (chmod 777)")
     return root
+
+
+def _create_world_writable(root: Path) -> None:
+    """Make ``root`` appear already mode 0o777, also when several runs create it at once.
+
+    A plain mkdir + chmod leaves a moment in which a concurrent run sees the folder with the umask applied and
+    refuses it; a staged folder renamed into place is never seen half made. rename(2) replaces an empty
+    folder and fails on a non-empty one, either way the winner's folder stays usable.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    staging.chmod(0o777)  # mkdtemp made it 0o700
+    try:
+        os.rename(staging, root)
+    except OSError:
+        staging.rmdir()  # another run put its folder there first
+        if not root.is_dir():
+            raise
 
 
 def run_local(pipeline_func: Callable[..., Any], arguments: Mapping[str, Any], *,

@@ -13,10 +13,9 @@ import pytest
 from gate_fixtures import fit_forest, iris, listing, put_table, relabelled, write_model
 from step_checks import COMPONENTS, assert_refused
 
-from mlops_runtime import models, storage
+from mlops_runtime import models, promotion, storage
 from mlops_runtime.errors import ExitCode
 from mlops_runtime.registry import ModelRegistry
-from tests.support import load_step
 
 APPROVED = "Model approved for production"
 REJECTED = "Model needs improvement"
@@ -243,7 +242,7 @@ def test_a_rerun_is_idempotent_however_a_local_registry_is_spelled(step, tmp_pat
     assert first["registered_uri"] == second["registered_uri"] == version_uri
 
 
-def race(deploy_step, registry: str, racers: list[Candidate], compare: bool, monkeypatch) -> list[dict]:
+def race(registry: str, racers: list[Candidate], compare: bool, monkeypatch) -> list[dict]:
     """Run deploys in threads that all read production before any of them writes: a guaranteed race."""
     barrier = threading.Barrier(len(racers), timeout=60)
     waited = threading.local()
@@ -257,10 +256,10 @@ def race(deploy_step, registry: str, racers: list[Candidate], compare: bool, mon
         return seen
 
     monkeypatch.setattr(ModelRegistry, "production", production_then_wait)
-    loaded = [deploy_step.read_candidate(who.model_uri, who.metrics_uri) for who in racers]
-    gate = deploy_step.Gate("accuracy", 0.9, compare_to_production=compare)
+    loaded = [promotion.read_candidate(who.model_uri, who.metrics_uri) for who in racers]
+    gate = promotion.Gate("accuracy", 0.9, compare_to_production=compare)
     with ThreadPoolExecutor(len(racers)) as pool:
-        futures = [pool.submit(deploy_step.deploy, c, ModelRegistry(registry, "classifier"), gate)
+        futures = [pool.submit(promotion.deploy, c, ModelRegistry(registry, "classifier"), gate)
                    for c in loaded]
         return [future.result(timeout=120) for future in futures]
 
@@ -268,7 +267,7 @@ def race(deploy_step, registry: str, racers: list[Candidate], compare: bool, mon
 def test_racing_challengers_leave_the_best_in_production(base, candidate, monkeypatch):
     registry = f"{base}/registry"
     racers = [candidate(f"c{i}", errors=errors, random_state=i) for i, errors in enumerate((4, 1, 3, 2))]
-    results = race(load_step("deploy"), registry, racers, True, monkeypatch)
+    results = race(registry, racers, True, monkeypatch)
     production = pointer(registry)
     assert production["model_sha256"] == racers[1].sha256  # one error: the best
     assert results[1]["promoted"] is True
@@ -280,7 +279,7 @@ def test_racing_challengers_leave_the_best_in_production(base, candidate, monkey
 def test_racing_promotions_are_all_applied_in_turn(base, candidate, monkeypatch):
     registry = f"{base}/registry"
     racers = [candidate(f"c{i}", errors=i + 1, random_state=i) for i in range(4)]
-    results = race(load_step("deploy"), registry, racers, False, monkeypatch)
+    results = race(registry, racers, False, monkeypatch)
     assert [r["promoted"] for r in results] == [True] * 4
     assert pointer(registry)["generation"] == 4
     assert pointer(registry)["previous_version"] is not None
@@ -290,7 +289,7 @@ def test_racing_promotions_are_all_applied_in_turn(base, candidate, monkeypatch)
 def test_racing_deploys_of_one_model_make_one_version(base, candidate, monkeypatch):
     registry = f"{base}/registry"
     who = candidate("m", errors=5)
-    results = race(load_step("deploy"), registry, [who] * 4, False, monkeypatch)
+    results = race(registry, [who] * 4, False, monkeypatch)
     [version] = assert_complete(registry)
     assert {r["registered_uri"] for r in results} == {f"{registry}/classifier/{version}"}
     assert all(r["promoted"] for r in results)

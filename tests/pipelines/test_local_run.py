@@ -1,4 +1,5 @@
 """pipelines.local_run and pipelines.common: the pipeline root, local runs, task settings, the S3 wiring."""
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,16 @@ def test_an_existing_pipeline_root_is_never_re_moded(tmp_path):
     assert private.stat().st_mode & 0o777 == 0o700
     private.chmod(0o777)
     assert local_run.prepare_pipeline_root(private) == private
+
+
+def test_runs_creating_one_pipeline_root_at_once_all_get_it_world_writable(tmp_path):
+    # Four training runs started together once lost this race: one saw the folder between mkdir and chmod.
+    root = tmp_path / "shared" / "root"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        created = list(pool.map(lambda _: local_run.prepare_pipeline_root(root), range(32)))
+    assert created == [root] * 32
+    assert root.stat().st_mode & 0o777 == 0o777
+    assert [path.name for path in root.parent.iterdir()] == ["root"]  # no staging folder left behind
 
 
 def test_configure_task_applies_resources_retries_caching_and_the_s3_secret(exit_with, tmp_path):
