@@ -24,7 +24,7 @@ under ``<registry>/<model>/monitoring/``.
 check_performance and decide_retrain write under ``<storage_root>/<run id>/<step>`` and never cache: each run
 must look at the registry and the batch as they are now; detect_drift's folder is its ``drift`` artifact and
 it caches (:data:`CACHING`). The retraining sub-pipeline's tasks exchange artifacts under the
-pipeline root and cache as in the training pipeline (its load reads decide_retrain's per-run table).
+pipeline root and cache as in the training pipeline (its load reads build_training_set's per-run table).
 """
 
 import json
@@ -130,8 +130,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                      reference_uri=reference, current_uri=batch, target_column=target_column,
                      drift_share_threshold=drift_share_threshold, critical_features=critical_features)
         decision = task("decide_retrain", drift_detected=drift.outputs["drift_detected"],
-                        degraded=performance.outputs["degraded"], batch_uri=batch,  # reference: the registry's
-                        registry_uri=registry_uri, model_name=model_name, target_column=target_column,
+                        degraded=performance.outputs["degraded"], batch_uri=batch,
+                        registry_uri=registry_uri, model_name=model_name,
                         drift_report_uri=drift.outputs["html_report_uri"],
                         performance_report_uri=performance.outputs["report_uri"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, output_dir=f"{run_root}/decide_retrain")

@@ -4,7 +4,7 @@
       claim_batches --> ParallelFor(batch_uris):                         --> complete_batches --> history_report
       (watermark;        detect_drift (feature + prediction drift, data
        production        quality; reference: the production model's
-       model, profile,   profile) --> notify drift (active: its verdict)
+       model, profile,   profile) --> notify drift, prediction_drift, data_quality (active: its verdicts)
        calibration)      estimate_performance (CBPE, classifiers) --> notify estimated_degradation
 
     python pipelines/production.py compile --output production.yaml
@@ -89,8 +89,11 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
                          model_uri=model_uri, target_column=target_column,
                          drift_share_threshold=drift_share_threshold, weight_by_importance=weight_by_importance,
                          registry_uri=registry_uri, model_name=model_name)
-            task("notify", event="drift", active=drift.outputs["drift_detected"], labels=labels,
-                 summary=f"drift in batch {batch}", report_uri=drift.outputs["html_report_uri"], **alerting)
+            for event, verdict, summary in (("drift", "drift_detected", "feature drift"),
+                                            ("prediction_drift", "prediction_drift_detected", "model output drift"),
+                                            ("data_quality", "data_quality_failed", "data quality failed")):
+                task("notify", event=event, active=drift.outputs[verdict], labels=labels,
+                     summary=f"{summary} in batch {batch}", report_uri=drift.outputs["html_report_uri"], **alerting)
             with dsl.If(estimate == True, name="classifier"):  # noqa: E712 (a KFP condition; on an input, see above)
                 estimated = task("estimate_performance", model_uri=model_uri, reference_uri=calibration_uri,
                                  current_uri=batch, max_drop=max_drop, registry_uri=registry_uri,
@@ -102,8 +105,8 @@ def build_pipeline(components: Mapping[str, Callable[..., Any]] | None = None, *
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Check every new unlabeled batch once against the production "
                                                   "model (feature and prediction drift, data quality, estimated "
-                                                  "performance) and alert on drift, estimated degradation and "
-                                                  "a failed run.")
+                                                  "performance) and alert on drift, prediction drift, data "
+                                                  "quality, estimated degradation and a failed run.")
     def production(
         batches_uri: str,
         file_name: str = "batch.parquet",

@@ -43,8 +43,11 @@ def parse_window(text: str) -> tuple[str, int]:
     return ("all", 0) if match.group(1) == "all" else (match.group(2), int(match.group(3)))
 
 
-def conform(batch: pd.DataFrame, like: pd.DataFrame, *, uri: str) -> pd.DataFrame:
-    """The batch's columns of ``like`` in its order and types (extra columns, e.g. predictions, are dropped)."""
+def conform(batch: pd.DataFrame, like: pd.DataFrame, *, uri: str, target_column: str) -> pd.DataFrame:
+    """The batch's columns of ``like`` in its order and types (extra columns, e.g. predictions, are dropped).
+
+    Integer labels stay integers: a fractional label where the history's are whole is refused (it would be a
+    new class, or turn a classifier into a regressor), while a fractional feature just becomes float."""
     missing = [str(c) for c in like.columns if c not in batch.columns]
     if missing:
         raise BadInputError(f"{uri}: missing column(s) of the history: {', '.join(missing[:10])}",
@@ -52,6 +55,13 @@ def conform(batch: pd.DataFrame, like: pd.DataFrame, *, uri: str) -> pd.DataFram
     conformed = batch[list(like.columns)].copy()
     for column in like.columns:
         wanted, values = like[column].dtype, conformed[column]
+        if column == target_column and pd.api.types.is_integer_dtype(wanted):
+            numbers = pd.to_numeric(values, errors="coerce")
+            fractional = values[numbers.notna() & (numbers % 1 != 0)]
+            if len(fractional):
+                raise BadInputError(f"{uri}: label column '{column}' has non-integer values "
+                                    f"({step_io.describe_values(fractional.unique().tolist())}) where the history's "
+                                    "labels are integers", label="--batch-uris")
         if values.dtype == wanted:
             continue
         try:
@@ -129,7 +139,7 @@ def read_sources(sources: list[tuple[str, str]], expected_sha256: str | None,
             if column:
                 step_io.require_column(table, column, uri=uri, label="--target-column" if column == columns[0]
                                        else "--time-column")
-        table = table if like is None else conform(table, like, uri=uri)
+        table = table if like is None else conform(table, like, uri=uri, target_column=columns[0])
         like = table if like is None else like
         frames.append(table.reset_index(drop=True).assign(**{SOURCE: index}))
         records.append(record)

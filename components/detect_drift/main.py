@@ -98,6 +98,7 @@ def names(text: str) -> list[str]:
                     "Boolean")
 @output_path_option("data_quality_ok", "false when the batch breaks the model's signature (true without a model).",
                     "Boolean")
+@output_path_option("data_quality_failed", "not data_quality_ok (for notify's --active).", "Boolean")
 @html_output_option("drift_report.html, for the KFP UI.")
 def cli(reference_uri: str | None, reference_profile_uri: str | None, current_uri: str, output_dir: str,
         target_column: str, critical_features: str, categorical_features: str, psi_threshold: float,
@@ -108,7 +109,7 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
         drift_detected_output_path: str | None, drift_share_output_path: str | None,
         report_uri_output_path: str | None, html_report_uri_output_path: str | None,
         prediction_drift_detected_output_path: str | None, data_quality_ok_output_path: str | None,
-        report_output_path: str | None) -> None:
+        data_quality_failed_output_path: str | None, report_output_path: str | None) -> None:
     # A pipeline passes both (the production model's profile, its training table as the fallback).
     reference_profile_uri = reference_profile_uri or None
     reference_uri = None if reference_profile_uri else (reference_uri or None)
@@ -186,6 +187,7 @@ def cli(reference_uri: str | None, reference_profile_uri: str | None, current_ur
             "html_report_uri": (html_report_uri_output_path, html_uri),
             "prediction_drift_detected": (prediction_drift_detected_output_path, prediction_drift),
             "data_quality_ok": (data_quality_ok_output_path, quality_ok),
+            "data_quality_failed": (data_quality_failed_output_path, not quality_ok),
         })
         out.executor_output(executor_input, metrics={
             "drift_share": dataset["drift_share"], "n_drifted": dataset["n_drifted"],

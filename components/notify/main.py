@@ -1,4 +1,5 @@
-"""notify: post a drift, degradation, estimated-degradation or pipeline-failure alert to a webhook."""
+"""notify: post a drift, prediction-drift, data-quality, degradation, estimated-degradation or pipeline-failure
+alert to a webhook."""
 from __future__ import annotations
 
 import json
@@ -66,7 +67,8 @@ def check_url(url: str) -> str | None:
     return url
 
 
-@step("notify", help="Post an alert (drift, degradation, estimated_degradation or pipeline_failure) to a webhook in "
+@step("notify", help="Post an alert (drift, prediction_drift, data_quality, degradation, estimated_degradation or "
+                     "pipeline_failure) to a webhook in "
                      "Slack-compatible JSON or Alertmanager's /api/v2/alerts format, deduplicated within a window "
                      "(state under --state-uri). A dead webhook never fails the run: it is logged and reported in "
                      "the outputs, and the step exits 0.")

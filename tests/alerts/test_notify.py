@@ -105,6 +105,18 @@ def test_alertmanager_format(step, webhook):
     assert alert["startsAt"].endswith("Z") and alert["endsAt"] > alert["startsAt"]
 
 
+@pytest.mark.parametrize(("event", "title"), [("prediction_drift", "Model output drift detected"),
+                                              ("data_quality", "Data quality check failed")])
+def test_the_label_free_checks_of_detect_drift_alert_as_warnings(step, webhook, event, title):
+    result = step("notify", "--event", event, "--webhook-url", f"{webhook.url}/api/v2/alerts",
+                  "--webhook-format", "alertmanager", "--labels", "model=iris,batch=b1")
+    assert outputs_of(result)["status"] == "sent"
+    ((alert,),) = [posted["body"] for posted in webhook.received]
+    assert alert["labels"] == {"alertname": f"mlops_{event}", "severity": "warning", "event": event,
+                               "model": "iris", "batch": "b1"}
+    assert alert["annotations"]["title"] == title
+
+
 @pytest.mark.parametrize("failure", ["dead", "500", "404"])
 def test_a_failing_webhook_never_fails_the_run(step, s3_prefix, failure):
     hook = None if failure == "dead" else Webhook(status=int(failure))

@@ -12,11 +12,6 @@ from mlops_runtime.errors import ExitCode
 from tests.components.step_checks import assert_refused
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def add_batches(base: str, *days: str) -> list[str]:
     uris = [storage.join(base, "batches", day, "batch.parquet") for day in days]
     for uri in uris:

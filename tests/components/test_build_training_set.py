@@ -12,11 +12,6 @@ from mlops_runtime.errors import ExitCode
 from tests.components.step_checks import assert_refused
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def table(n: int, start: str, *, seed: int, missing_target: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(["red", "blue"], size=n),

@@ -21,11 +21,6 @@ MODEL = "iris"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 @pytest.fixture(scope="module")
 def model():
     """A full-depth forest on all of iris: it predicts every iris row right, so relabelled() sets accuracy."""

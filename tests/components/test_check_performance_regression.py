@@ -18,11 +18,6 @@ from tests.support import load_step
 MODEL = "regressor"
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 @pytest.fixture
 def production(step, base):
     """A ridge regressor trained, evaluated by evaluate and registered in production; returns (model, metrics)."""

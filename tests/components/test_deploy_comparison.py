@@ -15,11 +15,6 @@ OLD = (3.0, -2.0, 0.5)  # how the target depended on the features when the champ
 NEW = (-3.0, -2.0, 0.5)  # after the drift: x1 now pulls the other way
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def trained(step, base: str, name: str, task: str, *, coefficients=OLD, seed: int = 0, estimator: str = "linear",
             test_table=None) -> tuple[str, str, dict]:
     """A model trained on its own data, evaluated on its own split; (model_uri, metrics_uri, metrics)."""

@@ -18,11 +18,6 @@ from mlops_runtime import models, outputs, storage
 from mlops_runtime.errors import ExitCode
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 @pytest.fixture
 def trained(base):
     """A shallow forest (so it makes mistakes) on 70% of iris, and the other 30% as the test table."""

@@ -15,11 +15,6 @@ from mlops_runtime import storage
 from mlops_runtime.errors import ExitCode
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def test_regression_metrics_match_sklearn(step, base, tmp_path):
     train, test = task_fixtures.table("regression", 300, seed=1), task_fixtures.table("regression", 120, seed=2)
     model = task_fixtures.fit(train, "regression", estimator="forest")

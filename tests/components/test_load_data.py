@@ -18,11 +18,6 @@ from mlops_runtime.step_io import read_lineage
 SHAPES = {"iris": (150, 5), "wine": (178, 14), "breast_cancer": (569, 31), "digits": (1797, 65)}
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def read_output(uri: str) -> tuple[pd.DataFrame, dict]:
     data = storage.read_bytes(uri)
     return tables.parse_table(data, uri), read_lineage(data)

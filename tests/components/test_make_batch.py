@@ -17,11 +17,6 @@ PETAL = "petal length (cm)"
 SEPAL = "sepal width (cm)"
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def make(step, out: str, *args: str):
     return step("make_batch", "--output-dir", out, *args)
 

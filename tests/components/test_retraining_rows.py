@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 import task_fixtures
 from step_checks import assert_refused
 
@@ -16,11 +15,6 @@ from mlops_runtime.errors import ExitCode
 OLD = (3.0, -2.0, 0.5)
 NEW = (-3.0, -2.0, 0.5)  # the concept shift: x1 now pulls the other way
 ROW_ID = "row_id"
-
-
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
 
 
 def rows(n: int, first_id: int, *, seed: int, coefficients) -> pd.DataFrame:

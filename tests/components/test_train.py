@@ -13,11 +13,6 @@ from mlops_runtime import drift, models, outputs, storage, tables
 from mlops_runtime.errors import ExitCode, ModelError
 
 
-@pytest.fixture(params=["local", "s3"])
-def base(request: pytest.FixtureRequest, tmp_path) -> str:
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_prefix")
-
-
 def put_table(uri: str, table: pd.DataFrame) -> str:
     storage.write_bytes(uri, table.to_csv(index=False).encode() if uri.endswith(".csv") else tables.table_bytes(table))
     return uri

@@ -54,20 +54,30 @@ def write_model(model, model_signature, uri: str, importances: dict | None) -> s
     return uri
 
 
-def test_prediction_drift_and_data_quality(step, trained, s3_prefix):
+def test_prediction_drift_and_data_quality(step, trained, s3_prefix, tmp_path):
     model, profile, model_signature, rng = trained
     profile_uri = f"{s3_prefix}/profile.json"
     storage.write_bytes(profile_uri, outputs.json_bytes(profile))
     model_uri = write_model(model, model_signature, f"{s3_prefix}/model/model.skops", None)
     assert {"predicted_class", "probability:0", "probability:1"} == set(profile["predictions"]["features"])
 
+    verdicts = ("prediction_drift_detected", "data_quality_ok", "data_quality_failed")
+
     def detect(name: str, batch: pd.DataFrame, *extra: str) -> dict:
         uri = f"{s3_prefix}/{name}.parquet"
         storage.write_bytes(uri, tables.table_bytes(batch.drop(columns=["target"])))
+        paths = [arg for verdict in verdicts for arg in (f"--{verdict.replace('_', '-')}-output-path",
+                                                          str(tmp_path / name / verdict))]
         result = step("detect_drift", "--reference-profile-uri", profile_uri, "--current-uri", uri,
-                      "--output-dir", f"{s3_prefix}/out/{name}", "--model-uri", model_uri, *extra)
+                      "--output-dir", f"{s3_prefix}/out/{name}", "--model-uri", model_uri, *paths, *extra)
         assert result.exit_code == 0, result.stderr
-        return json.loads(storage.read_bytes(f"{s3_prefix}/out/{name}/drift_report.json"))
+        report = json.loads(storage.read_bytes(f"{s3_prefix}/out/{name}/drift_report.json"))
+        # the KFP outputs notify's --active takes: the report's verdicts, and data_quality_failed its negation
+        ok = report["data_quality"]["ok"]
+        assert {verdict: (tmp_path / name / verdict).read_text() for verdict in verdicts} == {
+            "prediction_drift_detected": str(report["predictions"]["dataset"]["drift_detected"]).lower(),
+            "data_quality_ok": str(ok).lower(), "data_quality_failed": str(not ok).lower()}
+        return report
 
     stable = detect("stable", make_table(rng, 1000))
     assert stable["data_quality"]["ok"] and not stable["predictions"]["dataset"]["drift_detected"]

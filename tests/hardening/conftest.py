@@ -4,9 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from hardening_support import SeaweedServer
-
-from mlops_runtime import storage
+from hardening_support import SeaweedServer, fresh_clients
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +34,3 @@ def use_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
 
     yield switch
     fresh_clients()  # back to the shared server once monkeypatch restores the environment
-
-
-def fresh_clients() -> None:
-    """Forget the runtime's cached client and boto3's default session, which keeps the first credentials it found."""
-    import boto3
-
-    boto3.DEFAULT_SESSION = None
-    storage._s3_client.cache_clear()

@@ -399,3 +399,13 @@ def write_prediction_log(log_uri: str, table_uri: str) -> None:
     log.record("request-1", 1, rows, {"prediction": [0] * len(rows)},
                timestamp=dt.datetime(2026, 1, 1, 0, 10, tzinfo=dt.UTC))
     assert log.close()["logged_rows"] == len(rows)
+
+
+def fresh_clients() -> None:
+    """Forget the runtime's cached client and boto3's default session, which keeps the first credentials it found."""
+    import boto3
+
+    from mlops_runtime import storage
+
+    boto3.DEFAULT_SESSION = None
+    storage._s3_client.cache_clear()

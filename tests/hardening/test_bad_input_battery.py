@@ -22,8 +22,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import fresh_clients
-from hardening_support import SeaweedServer, load_step, run_in_process, step_command, step_env, the_error_line
+from hardening_support import (
+    SeaweedServer,
+    fresh_clients,
+    load_step,
+    run_in_process,
+    step_command,
+    step_env,
+    the_error_line,
+)
 
 from mlops_runtime import models, storage, tables
 from mlops_runtime.errors import ExitCode
@@ -284,11 +291,13 @@ def performance_args(*extra: str, batch: Callable[[World], str] | None = None, m
                       "--n-bootstrap", "100", *extra]
 
 
-def retrain_args(*extra: str, batch: Callable[[World], str] | None = None,
-                 reference: Callable[[World], str] | None = None) -> Callable[[World], list[str]]:
+def retrain_args(*extra: str) -> Callable[[World], list[str]]:
     return lambda w: ["--drift-detected", "true", "--degraded", "false",
-                      "--batch-uri", batch(w) if batch else w.path("good/batch/batch.parquet"),
-                      "--reference-uri", reference(w) if reference else w.path("good/split/train.parquet"), *extra]
+                      "--batch-uri", w.path("good/batch/batch.parquet"), *extra]
+
+
+def training_set_args(batch: Callable[[World], str]) -> Callable[[World], list[str]]:
+    return lambda w: ["--history-uri", w.path("good/split/train.parquet"), "--batch-uris", json.dumps([batch(w)])]
 
 
 def estimate_args(*extra: str, model: str = GOOD_MODEL, reference: Callable[[World], str] | None = None,
@@ -482,11 +491,8 @@ CASES = [
     # decide_retrain
     Case("decide_retrain", "verdict not a boolean", USAGE, "--drift-detected",
          lambda w: retrain_args()(w) + ["--drift-detected", "maybe"]),
-    Case("decide_retrain", "batch missing", BAD_INPUT, "--batch-uri", retrain_args(batch=path("bad/absent.parquet"))),
-    Case("decide_retrain", "batch columns differ from the reference", BAD_INPUT, "--batch-uri",
-         retrain_args(batch=table("extra_feature"))),
-    Case("decide_retrain", "malformed reference", BAD_INPUT, "--reference-uri",
-         retrain_args(reference=table("ragged"))),
+    Case("decide_retrain", "production version is text", MODEL, "--registry-uri", retrain_args(),
+         outputs={"--registry-uri": "{bad}/registries/version_text"}),
     # join_labels
     Case("join_labels", "start not a time", BAD_INPUT, "--start",
          lambda w: ["--log-uri", w.path("good/logs"), "--model-name", "m", "--start", "soon", "--end", "2026-01-02"]),
@@ -557,12 +563,12 @@ CASES += [
     Case("train", "KFP output file in a read-only folder", STORAGE, "--model-uri-output-path",
          lambda w: ["--train-uri", w.path("good/split/train.parquet"), "--n-estimators", "3"],
          kfp=lambda w: {"--model-uri-output-path": w.path("locked/model_uri")}, unprivileged=True),
-    Case("decide_retrain", "batch labels are text, the reference's numbers", BAD_INPUT, "--batch-uri",
-         retrain_args(batch=table("text_labels"))),
-    Case("decide_retrain", "batch labels are fractions, the reference's integers", BAD_INPUT, "--batch-uri",
-         retrain_args(batch=table("fractional_labels"))),
-    Case("decide_retrain", "a numeric feature arrives as booleans", BAD_INPUT, "--batch-uri",
-         retrain_args(batch=table("boolean_feature"))),
+    Case("build_training_set", "batch labels are fractions, the history's integers", BAD_INPUT, "--batch-uris",
+         training_set_args(table("fractional_labels"))),
+    Case("build_training_set", "a numeric feature arrives as booleans", BAD_INPUT, "--batch-uris",
+         training_set_args(table("boolean_feature"))),
+    Case("build_training_set", "batch without a column of the history", BAD_INPUT, "--batch-uris",
+         training_set_args(table("missing_feature"))),
     # tampered or inconsistent documents
     Case("deploy", "accuracy NaN in the metrics", BAD_INPUT, "--metrics-uri",
          deploy_args(metrics="bad/accuracy_nan.json")),

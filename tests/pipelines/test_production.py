@@ -15,6 +15,7 @@ from tests.support import REPO
 
 LOCAL_RUN_TIMEOUT_S = 900
 DRIFT = "petal length (cm):mean=+3;petal width (cm):mean=+3"
+LABEL_FREE_ALERTS = ("data_quality", "drift", "prediction_drift")  # sorted, as alerts_since returns them
 
 
 def compile_with_cli(tmp_path: Path) -> dict:
@@ -46,9 +47,12 @@ def test_compiled_pipeline_checks_each_claimed_batch_inside_an_exit_handler(tmp_
     drift = each["detect-drift"]["inputs"]["parameters"]
     for name in ("model_uri", "reference_profile_uri"):
         assert drift[name]["componentInputParameter"] == f"pipelinechannel--{name}"
-    [drift_alert] = [t for t in each.values() if t.get("dependentTasks") == ["detect-drift"]]
-    assert drift_alert["inputs"]["parameters"]["active"]["taskOutputParameter"] == {
-        "producerTask": "detect-drift", "outputParameterKey": "drift_detected"}
+    alerts = {t["inputs"]["parameters"]["event"]["runtimeValue"]["constant"]:
+              t["inputs"]["parameters"]["active"]["taskOutputParameter"]
+              for t in each.values() if t.get("dependentTasks") == ["detect-drift"]}
+    assert alerts == {event: {"producerTask": "detect-drift", "outputParameterKey": verdict} for event, verdict in (
+        ("drift", "drift_detected"), ("prediction_drift", "prediction_drift_detected"),
+        ("data_quality", "data_quality_failed"))}
     # CBPE (classifiers only) under a condition on the sub-pipeline's input, which kfp.local resolves.
     [condition] = [name for name in each if name.startswith("condition")]
     expected = "inputs.parameter_values['pipelinechannel--estimate'] == true"
@@ -137,15 +141,18 @@ def test_scheduled_runs_check_every_unlabeled_batch_once_and_alert_on_the_drifte
         first = run_pipeline(built_images, s3_prefix, registry, webhook, batches, "--max-batches", "3")
         assert first == {"checked": "3", "claimed": "0", "unclaimed": "1"}  # the bound leaves one for the next run
         assert checked(registry) == dict.fromkeys(uris[:3], "done")
-        drift_alerts = [alert for alert in alerts_since(webhook, 0) if alert[0] == "drift"]
-        assert drift_alerts == [("drift", uris[1])]
+        # Only the drifted batch alerts, and for each label-free check: feature drift, the model's outputs and
+        # data quality (values far beyond the training range). The clean batches raise none of them.
+        batch_alerts = [alert for alert in alerts_since(webhook, 0) if alert[0] in LABEL_FREE_ALERTS]
+        assert batch_alerts == [(event, uris[1]) for event in LABEL_FREE_ALERTS]
         assert "pipeline_failure" not in {event for event, _ in alerts_since(webhook, 0)}
         print("alerts of run 1:", alerts_since(webhook, 0))
 
         seen = len(webhook.received)
         second = run_pipeline(built_images, s3_prefix, registry, webhook, batches)
         assert second == {"checked": "4", "claimed": "0", "unclaimed": "0"}
-        assert [alert for alert in alerts_since(webhook, seen) if alert[0] == "drift"] == [("drift", uris[3])]
+        assert [alert for alert in alerts_since(webhook, seen) if alert[0] in LABEL_FREE_ALERTS] == [
+            (event, uris[3]) for event in LABEL_FREE_ALERTS]
         print("alerts of run 2:", alerts_since(webhook, seen))
 
         seen = len(webhook.received)

@@ -33,11 +33,12 @@ from .log import get_logger
 
 log = get_logger(__name__)
 
-EVENTS = ("drift", "degradation", "estimated_degradation", "pipeline_failure")
+EVENTS = ("drift", "prediction_drift", "data_quality", "degradation", "estimated_degradation", "pipeline_failure")
 FORMATS = ("slack", "alertmanager")
-SEVERITY = {"drift": "warning", "degradation": "critical", "estimated_degradation": "warning",
-            "pipeline_failure": "critical"}
-TITLES = {"drift": "Data drift detected", "degradation": "Model performance degraded",
+SEVERITY = {"drift": "warning", "prediction_drift": "warning", "data_quality": "warning", "degradation": "critical",
+            "estimated_degradation": "warning", "pipeline_failure": "critical"}
+TITLES = {"drift": "Data drift detected", "prediction_drift": "Model output drift detected",
+          "data_quality": "Data quality check failed", "degradation": "Model performance degraded",
           "estimated_degradation": "Estimated model performance degraded", "pipeline_failure": "Pipeline failed"}
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 MAX_LABELS = 20
